@@ -1,0 +1,67 @@
+"""Controller-side checks: check mode on converged hosts, and bad input refused before changes.
+
+These run ansible-playbook against Molecule's own inventory, so they see the same hosts and
+variables as converge.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+CONVERGE = Path(__file__).resolve().parents[1] / "converge.yml"
+RECAP = re.compile(r"^(?P<host>\S+)\s*:\s*ok=\d+\s+changed=(?P<changed>\d+).*failed=(?P<failed>\d+)", re.M)
+
+
+def playbook(*args: str) -> subprocess.CompletedProcess[str]:
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE") or str(
+        Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+    )
+    command = ["ansible-playbook", "-i", inventory, str(CONVERGE), *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+
+
+def recap(output: str) -> dict[str, tuple[int, int]]:
+    return {m["host"]: (int(m["changed"]), int(m["failed"])) for m in RECAP.finditer(output)}
+
+
+def test_check_mode_on_converged_hosts_changes_nothing() -> None:
+    result = playbook("--check", "--diff")
+    assert result.returncode == 0, result.stdout[-3000:]
+    hosts = recap(result.stdout)
+    assert set(hosts) == {"agentfleet-trixie", "agentfleet-bookworm"}, result.stdout[-2000:]
+    assert all(changed == 0 for changed, _ in hosts.values()), result.stdout[-3000:]
+
+
+def refused(*args: str) -> str:
+    result = playbook("--limit", "agentfleet-bookworm", *args)
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert recap(result.stdout)["agentfleet-bookworm"][0] == 0, "changed something before refusing"
+    return result.stdout
+
+
+def test_compose_from_debian12_packages_is_refused_naming_the_source() -> None:
+    out = refused("-e", "docker_engine_install_compose=true")
+    assert "docker_engine_install_compose: Debian-12 packages no Docker Compose v2" in out
+    assert "docker_engine_install_source: docker" in out
+
+
+def test_a_denied_account_already_in_the_docker_group_is_refused() -> None:
+    out = refused("-e", '{"docker_engine_admin_users": [], "docker_engine_denied_users": ["alice"]}')
+    assert "docker_engine_denied_users: alice already in the" in out
+
+
+def test_an_unreadable_daemon_json_is_refused_and_kept() -> None:
+    path = "/etc/docker/daemon.json"
+    exec_ = ["docker", "exec", "agentfleet-bookworm"]
+    saved = subprocess.run([*exec_, "cat", path], capture_output=True, text=True, check=True).stdout
+    subprocess.run([*exec_, "sh", "-c", f"echo '{{broken' > {path}"], check=True)
+    try:
+        out = refused()
+        assert f"{path} is not valid JSON" in out
+        kept = subprocess.run([*exec_, "cat", path], capture_output=True, text=True, check=True).stdout
+        assert kept == "{broken\n"
+    finally:
+        subprocess.run([*exec_, "sh", "-c", f"cat > {path}"], input=saved, text=True, check=True)
