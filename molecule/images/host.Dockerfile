@@ -6,11 +6,13 @@ ENV DEBIAN_FRONTEND=noninteractive container=docker
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       systemd systemd-sysv dbus python3 python3-apt ca-certificates \
-      iproute2 procps util-linux gnupg \
+      iproute2 procps util-linux gnupg sudo \
  && apt-get clean \
  && rm -f /etc/machine-id /var/lib/dbus/machine-id \
  && touch /etc/machine-id \
  && systemctl mask getty.target console-getty.service systemd-firstboot.service \
       systemd-logind.service
+COPY netns-sysctl.service /etc/systemd/system/
+RUN systemctl enable netns-sysctl.service
 STOPSIGNAL SIGRTMIN+3
 CMD ["/lib/systemd/systemd"]

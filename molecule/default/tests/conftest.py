@@ -18,7 +18,7 @@ def image(host: testinfra.host.Host) -> str:
     if host.run(f"docker image inspect {name}").rc != 0:
         save = subprocess.Popen(["docker", "save", name], stdout=subprocess.PIPE)
         load = subprocess.run(
-            ["docker", "exec", "-i", host.backend.name, "docker", "load"],
+            ["docker", "exec", "-i", host.backend.get_hostname(), "docker", "load"],
             stdin=save.stdout, capture_output=True, text=True, check=False,
         )
         save.wait()
@@ -28,8 +28,8 @@ def image(host: testinfra.host.Host) -> str:
 
 @pytest.fixture
 def cleanup(host: testinfra.host.Host) -> Iterator[list[str]]:
-    """Collect `docker rm -f`/`docker network rm` targets; removed after the test."""
+    """Collect names of containers and networks the test makes; removed after the test."""
     names: list[str] = []
     yield names
     for name in reversed(names):
-        host.run(f"docker rm -f {name} || docker network rm {name}")
+        host.run(f"docker rm -f {name}; docker network rm {name}")

@@ -14,7 +14,7 @@ MIN_COMPOSE = (2, 18)
 def docker(host: testinfra.host.Host, command: str) -> str:
     result = host.run(f"docker {command}")
     assert result.rc == 0, f"docker {command}: {result.stderr}"
-    return result.stdout.strip()
+    return str(result.stdout).strip()
 
 
 def role_var(host: testinfra.host.Host, name: str) -> object:
@@ -44,8 +44,9 @@ def test_no_new_privileges_applies_to_every_container(host: testinfra.host.Host,
 
 
 def test_default_nofile_ulimit_applies(host: testinfra.host.Host, image: str) -> None:
+    wanted = host.ansible.get_variables()["docker_engine_default_ulimits"]["nofile"]
     limits = docker(host, f"run --rm {image} bash -c 'ulimit -Sn; ulimit -Hn'")
-    assert limits.split() == ["65536", "65536"]
+    assert limits.split() == [str(wanted["Soft"]), str(wanted["Hard"])]
 
 
 def test_containers_log_with_rotation(host: testinfra.host.Host, image: str, cleanup: list[str]) -> None:
@@ -75,7 +76,7 @@ def test_networks_come_from_the_default_pool(host: testinfra.host.Host, cleanup:
     cleanup.append("af-pool")
     docker(host, "network create af-pool")
     subnet = docker(host, "network inspect -f '{{(index .IPAM.Config 0).Subnet}}' af-pool")
-    assert ipaddress.ip_network(subnet).subnet_of(ipaddress.ip_network("172.20.0.0/14")), subnet
+    assert ipaddress.IPv4Network(subnet).subnet_of(ipaddress.IPv4Network("172.20.0.0/14")), subnet
 
 
 LISTENER = (
@@ -86,7 +87,7 @@ LISTENER = (
 
 def connects(host: testinfra.host.Host, image: str, network: str, address: str) -> bool:
     probe = f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/8080 && head -n1 <&3'"
-    return host.run(f"docker run --rm --network {network} {image} {probe}").stdout.strip() == "hello"
+    return str(host.run(f"docker run --rm --network {network} {image} {probe}").stdout).strip() == "hello"
 
 
 def test_icc_is_off_on_the_default_bridge(host: testinfra.host.Host, image: str, cleanup: list[str]) -> None:

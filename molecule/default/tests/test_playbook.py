@@ -39,11 +39,11 @@ def refused(*args: str) -> str:
     result = playbook("--limit", "agentfleet-bookworm", *args)
     assert result.returncode != 0, result.stdout[-3000:]
     assert recap(result.stdout)["agentfleet-bookworm"][0] == 0, "changed something before refusing"
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 def test_compose_from_debian12_packages_is_refused_naming_the_source() -> None:
-    out = refused("-e", "docker_engine_install_compose=true")
+    out = refused("-e", '{"docker_engine_install_compose": true}')
     assert "docker_engine_install_compose: Debian-12 packages no Docker Compose v2" in out
     assert "docker_engine_install_source: docker" in out
 
@@ -64,4 +64,6 @@ def test_an_unreadable_daemon_json_is_refused_and_kept() -> None:
         kept = subprocess.run([*exec_, "cat", path], capture_output=True, text=True, check=True).stdout
         assert kept == "{broken\n"
     finally:
-        subprocess.run([*exec_, "sh", "-c", f"cat > {path}"], input=saved, text=True, check=True)
+        restore = ["docker", "exec", "-i", "agentfleet-bookworm", "sh", "-c", f"cat > {path}"]
+        subprocess.run(restore, input=saved, text=True, check=True)
+    assert subprocess.run([*exec_, "cat", path], capture_output=True, text=True, check=True).stdout == saved

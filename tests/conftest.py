@@ -1,0 +1,10 @@
+"""Make the roles' filter plugins importable as plain modules."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for plugins in sorted(ROOT.glob("roles/*/filter_plugins")):
+    sys.path.insert(0, str(plugins))

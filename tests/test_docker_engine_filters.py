@@ -1,0 +1,83 @@
+"""Unit tests of the docker_engine filters: daemon.json merge, pool checks, JSON parsing."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from docker_engine import (
+    docker_engine_daemon_merge,
+    docker_engine_parse_daemon_json,
+    docker_engine_pool_errors,
+)
+
+
+def test_merge_keeps_foreign_keys_and_nested_foreign_entries() -> None:
+    current = {"runtimes": {"runsc": {"path": "/usr/bin/runsc"}}, "log-opts": {"labels": "team"}}
+    merged = docker_engine_daemon_merge(current, {"log-opts": {"max-size": "10m"}, "icc": False}, {})
+    assert merged == {
+        "runtimes": {"runsc": {"path": "/usr/bin/runsc"}},
+        "log-opts": {"labels": "team", "max-size": "10m"},
+        "icc": False,
+    }
+
+
+def test_merge_leaves_keys_set_to_none_alone() -> None:
+    merged = docker_engine_daemon_merge({"icc": True}, {"icc": None, "live-restore": None}, {})
+    assert merged == {"icc": True}
+
+
+def test_merge_replaces_lists_and_lets_extra_options_win() -> None:
+    current = {"default-address-pools": [{"base": "10.0.0.0/8", "size": 24}]}
+    managed = {"default-address-pools": [{"base": "172.20.0.0/14", "size": 24}], "icc": False}
+    merged = docker_engine_daemon_merge(current, managed, {"icc": True})
+    assert merged == {"default-address-pools": [{"base": "172.20.0.0/14", "size": 24}], "icc": True}
+
+
+def test_merge_does_not_mutate_its_inputs() -> None:
+    current = {"log-opts": {"labels": "team"}}
+    docker_engine_daemon_merge(current, {"log-opts": {"max-size": "1m"}}, {})
+    assert current == {"log-opts": {"labels": "team"}}
+
+
+@pytest.mark.parametrize("pool", [
+    {"base": "10.0.0.0/8", "size": 24},
+    {"base": "172.20.0.0/14", "size": 24},
+    {"base": "192.168.0.0/16", "size": 20},
+])
+def test_private_pools_pass(pool: dict[str, object]) -> None:
+    assert docker_engine_pool_errors([pool]) == []
+
+
+@pytest.mark.parametrize("pool,expected", [
+    ({"base": "11.0.0.0/16", "size": 24}, "[0].base: 11.0.0.0/16 is not a private IPv4 range"),
+    ({"base": "172.15.0.0/16", "size": 24}, "is not a private IPv4 range"),
+    ({"base": "fd00::/8", "size": 24}, "is not a private IPv4 range"),
+    ({"base": "172.20.0.1/14", "size": 24}, "[0].base: 172.20.0.1/14 has host bits set"),
+    ({"base": "nonsense", "size": 24}, "[0].base:"),
+    ({"size": 24}, "[0].base:"),
+    ({"base": "10.0.0.0/16", "size": 8}, "[0].size: 8 must be an integer from 16 to 30"),
+    ({"base": "10.0.0.0/16", "size": 31}, "[0].size: 31"),
+    ({"base": "10.0.0.0/16", "size": "24"}, "[0].size: '24'"),
+    ({"base": "10.0.0.0/16", "size": True}, "[0].size: True"),
+])
+def test_bad_pools_are_explained(pool: dict[str, object], expected: str) -> None:
+    errors = docker_engine_pool_errors([pool])
+    assert len(errors) == 1 and expected in errors[0], errors
+
+
+def test_parse_empty_or_missing_file_is_empty_config() -> None:
+    assert docker_engine_parse_daemon_json("", "/etc/docker/daemon.json") == {}
+    assert docker_engine_parse_daemon_json(" \n", "/etc/docker/daemon.json") == {}
+
+
+def test_parse_reads_an_object() -> None:
+    assert docker_engine_parse_daemon_json('{"icc": false}', "x") == {"icc": False}
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("{broken", "x is not valid JSON"),
+    ("[1, 2]", "x must hold a JSON object, found list"),
+])
+def test_parse_refuses_what_it_cannot_merge(text: str, expected: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=expected):
+        docker_engine_parse_daemon_json(text, "x")
