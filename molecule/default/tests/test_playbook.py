@@ -19,7 +19,10 @@ def playbook(*args: str) -> subprocess.CompletedProcess[str]:
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE") or str(
         Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
     )
-    command = ["ansible-playbook", "-i", inventory, str(CONVERGE), *args]
+    # The inventory already says distro; repeating it guarantees that a wrong inventory can
+    # never send a test host to Docker's repository on the internet.
+    safety = ["-e", '{"docker_engine_install_source": "distro"}']
+    command = ["ansible-playbook", "-i", inventory, str(CONVERGE), *safety, *args]
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
 
 
