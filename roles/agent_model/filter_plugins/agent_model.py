@@ -1,0 +1,314 @@
+"""The agent model: validation, and everything derived from it (accounts, access matrix, tree).
+
+Every later role and test reads what agent_model_stack returns; nothing re-derives ownership or
+modes by hand, so the access matrix exists once.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Any, Callable
+
+NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+RUNTIME = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
+MEMORY = re.compile(r"^[1-9][0-9]*[kmg]$")
+CAPABILITIES = ("receives_tasks", "dispatches", "observes", "archives")
+KIND_KEYS = frozenset(CAPABILITIES + ("min", "max"))
+# A directory has one owner, so only one agent per stack may hold these.
+SINGLE_HOLDER = ("dispatches", "archives")
+BACKENDS = ("claude", "ollama", "command")
+PER_RECEIVER = ("inbox", "results", "triggers")
+PER_AGENT = ("workspaces", "credentials", "heartbeats", "logs")
+PER_NAME = PER_RECEIVER + PER_AGENT + ("services",)
+SHARED = ("archive", "common")
+RESERVED_ROOTS = frozenset(["/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/proc", "/root",
+                            "/run", "/sbin", "/sys", "/tmp", "/usr", "/var"])
+ROOT_UID = 0
+Model = dict[str, Any]
+
+
+def _label(index: int, agent: Any) -> str:
+    name = agent.get("name") if isinstance(agent, dict) else None
+    return f"agent_model_agents[{index}]" + (f" ({name})" if name else "")
+
+
+def _id_errors(field: str, value: Any, floor: int) -> list[str]:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return [f"{field}: {value!r} is not an integer"]
+    if value == ROOT_UID:
+        return [f"{field}: 0 is root; agents never run as root"]
+    if value < floor:
+        return [f"{field}: {value} is below agent_model_uid_floor {floor}"]
+    if value > 2**31 - 2:
+        return [f"{field}: {value} is above the largest usable id"]
+    return []
+
+
+def _kind_errors(kinds: Any) -> list[str]:
+    if not isinstance(kinds, dict) or not kinds:
+        return ["agent_model_kinds: must map at least one kind name to its capabilities"]
+    errors = []
+    for kind, spec in kinds.items():
+        if not isinstance(spec, dict):
+            errors.append(f"agent_model_kinds.{kind}: must be a mapping")
+            continue
+        unknown = sorted(set(spec) - KIND_KEYS)
+        if unknown:
+            errors.append(f"agent_model_kinds.{kind}: unknown keys {unknown}; known: {sorted(KIND_KEYS)}")
+        low, high = spec.get("min", 0), spec.get("max")
+        if not isinstance(low, int) or (high is not None and (not isinstance(high, int) or high < low)):
+            errors.append(f"agent_model_kinds.{kind}: min/max must be integers with min <= max")
+    return errors
+
+
+def _agent_errors(index: int, agent: Any, model: Model) -> list[str]:
+    label = _label(index, agent)
+    if not isinstance(agent, dict):
+        return [f"{label}: must be a mapping"]
+    errors = []
+    name = agent.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        errors.append(f"{label}.name: {name!r} does not match ^[a-z][a-z0-9-]{{0,30}}$")
+    if agent.get("kind") not in model["kinds"]:
+        errors.append(f"{label}.kind: {agent.get('kind')!r} is not one of {sorted(model['kinds'])}")
+    floor = model["uid_floor"]
+    errors += _id_errors(f"{label}.uid", agent.get("uid"), floor)
+    errors += _id_errors(f"{label}.gid", agent.get("gid", agent.get("uid")), floor)
+    merged = _with_defaults(agent, model["defaults"])
+    resources = merged["resources"]
+    if not isinstance(resources.get("cpus"), (int, float)) or resources["cpus"] <= 0:
+        errors.append(f"{label}.resources.cpus: {resources.get('cpus')!r} must be a number above 0")
+    if not MEMORY.match(str(resources.get("memory"))):
+        errors.append(f"{label}.resources.memory: {resources.get('memory')!r} must look like 512m or 2g")
+    if not isinstance(resources.get("pids"), int) or resources["pids"] < 32:
+        errors.append(f"{label}.resources.pids: {resources.get('pids')!r} must be an integer >= 32")
+    if not RUNTIME.match(str(merged["runtime"])):
+        errors.append(f"{label}.runtime: {merged['runtime']!r} is not a runtime name")
+    if not str(merged["image"]).strip():
+        errors.append(f"{label}.image: must not be empty")
+    backend = merged["backend"]
+    if backend.get("type") not in BACKENDS:
+        errors.append(f"{label}.backend.type: {backend.get('type')!r} is not one of {list(BACKENDS)}")
+    if backend.get("type") == "command" and not backend.get("argv"):
+        errors.append(f"{label}.backend.argv: the command backend needs an argv list")
+    return errors
+
+
+def _duplicates(field: str, values: list[tuple[str, Any]]) -> list[str]:
+    seen: dict[Any, str] = {}
+    errors = []
+    for owner, value in values:
+        if value in seen:
+            errors.append(f"{field}: {value!r} is used by both {seen[value]} and {owner}")
+        seen.setdefault(value, owner)
+    return errors
+
+
+def _root_errors(root: Any) -> list[str]:
+    if not isinstance(root, str) or not root.startswith("/"):
+        return [f"agent_model_root: {root!r} must be an absolute path"]
+    if posixpath.normpath(root) != root or root in RESERVED_ROOTS:
+        return [f"agent_model_root: {root!r} must be a normalised path below a system directory, not one itself"]
+    return []
+
+
+def agent_model_errors(model: Model) -> list[str]:
+    """Everything wrong with the model itself, each naming its field; [] when valid."""
+    errors = _kind_errors(model["kinds"]) + _root_errors(model["root"])
+    if errors:
+        return errors
+    agents = model["agents"]
+    for index, agent in enumerate(agents):
+        errors += _agent_errors(index, agent, model)
+    for index, service in enumerate(model["services"]):
+        label = f"agent_model_services[{index}]"
+        if not NAME.match(str(service.get("name"))):
+            errors.append(f"{label}.name: {service.get('name')!r} does not match ^[a-z][a-z0-9-]{{0,30}}$")
+        errors += _id_errors(f"{label}.uid", service.get("uid"), model["uid_floor"])
+        errors += _id_errors(f"{label}.gid", service.get("gid", service.get("uid")), model["uid_floor"])
+    for field in ("observers_gid", "common_gid"):
+        errors += _id_errors(f"agent_model_{field}", model[field], model["uid_floor"])
+    if errors:
+        return errors
+    errors += _duplicates("agent_model_agents[].name", [(f"agents[{i}]", a["name"]) for i, a in enumerate(agents)])
+    accounts = _accounts(model, agents)
+    errors += _duplicates("user name", [(u["owner"], u["name"]) for u in accounts["users"]])
+    errors += _duplicates("group name", [(g["owner"], g["name"]) for g in accounts["groups"]])
+    errors += _duplicates("uid", [(u["owner"], u["uid"]) for u in accounts["users"]])
+    errors += _duplicates("gid", [(g["owner"], g["gid"]) for g in accounts["groups"]])
+    return errors or _selection_errors(model)
+
+
+def _selection_errors(model: Model) -> list[str]:
+    names = [agent["name"] for agent in model["agents"]]
+    chosen = model["host_agents"]
+    if chosen is not None:
+        unknown = sorted(set(chosen) - set(names))
+        if unknown:
+            return [f"agent_model_host_agents: {unknown} are not in agent_model_agents"]
+    selected = _selected(model)
+    errors = []
+    for kind, spec in model["kinds"].items():
+        count = sum(1 for agent in selected if agent["kind"] == kind)
+        low, high = spec.get("min", 0), spec.get("max")
+        if count < low or (high is not None and count > high):
+            wanted = f"exactly {low}" if low == high else f"between {low} and {high if high is not None else 'any'}"
+            errors.append(f"agent_model_host_agents: this host runs {count} agent(s) of kind {kind}, needs {wanted}")
+    for capability in SINGLE_HOLDER:
+        holders = [a["name"] for a in selected if _can(model, a, capability)]
+        if len(holders) > 1:
+            errors.append(f"agent_model_kinds: only one agent per host may hold {capability}, found {holders}")
+    receivers = [a for a in selected if _can(model, a, "receives_tasks")]
+    if receivers and not any(_can(model, a, "dispatches") for a in selected):
+        errors.append("agent_model_host_agents: agents that receive tasks need an agent whose kind dispatches")
+    return errors
+
+
+def _can(model: Model, agent: dict[str, Any], capability: str) -> bool:
+    return bool(model["kinds"][agent["kind"]].get(capability, False))
+
+
+def _with_defaults(agent: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    merged = {**defaults, **agent}
+    for nested in ("resources", "backend"):
+        merged[nested] = {**defaults.get(nested, {}), **(agent.get(nested) or {})}
+    merged.setdefault("gid", agent.get("uid"))
+    merged.setdefault("description", "")
+    merged.setdefault("role", "")
+    return merged
+
+
+def _selected(model: Model) -> list[dict[str, Any]]:
+    chosen = model["host_agents"]
+    return [_with_defaults(a, model["defaults"]) for a in model["agents"] if chosen is None or a["name"] in chosen]
+
+
+def _accounts(model: Model, agents: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    root, prefix = model["root"], model["account_prefix"]
+    observers, common = "agentfleet-observers", "agentfleet-common"
+    users, groups = [], [
+        {"name": observers, "gid": model["observers_gid"], "owner": "agent_model_observers_gid"},
+        {"name": common, "gid": model["common_gid"], "owner": "agent_model_common_gid"},
+    ]
+    for agent in agents:
+        name, kind = prefix + agent["name"], agent.get("kind")
+        extra = [common] + ([observers] if kind in model["kinds"] and _can(model, agent, "observes") else [])
+        gid = agent.get("gid", agent.get("uid"))
+        users.append({"name": name, "uid": agent.get("uid"), "gid": gid, "group": name, "groups": extra,
+                      "home": f"{root}/workspaces/{agent['name']}", "comment": f"agentfleet {kind} {agent['name']}",
+                      "owner": f"agent {agent['name']}"})
+        groups.append({"name": name, "gid": gid, "owner": f"agent {agent['name']}"})
+    for service in model["services"]:
+        name = f"agentfleet-{service['name']}"
+        gid = service.get("gid", service.get("uid"))
+        users.append({"name": name, "uid": service["uid"], "gid": gid, "group": name, "groups": [],
+                      "home": f"{root}/services/{service['name']}", "comment": f"agentfleet service {service['name']}",
+                      "owner": f"service {service['name']}"})
+        groups.append({"name": name, "gid": gid, "owner": f"service {service['name']}"})
+    return {"users": users, "groups": groups}
+
+
+def _entry(path: str, owner: tuple[str, int], group: tuple[str, int], mode: str, purpose: str,
+           read: list[str], write: list[str]) -> dict[str, Any]:
+    return {"path": path, "owner_name": owner[0], "owner": owner[1], "group_name": group[0], "group": group[1],
+            "mode": mode, "purpose": purpose, "read": sorted(set(read)), "write": sorted(set(write))}
+
+
+def _paths(model: Model, agents: list[dict[str, Any]], accounts: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The access matrix: who reads and who writes each path, and the owner/group/mode that enforce it."""
+    root = model["root"]
+    user = {u["name"]: (u["name"], u["uid"]) for u in accounts["users"]}
+    group = {g["name"]: (g["name"], g["gid"]) for g in accounts["groups"]}
+    account = {a["name"]: model["account_prefix"] + a["name"] for a in agents}
+    names = sorted(account)
+
+    def holders(capability: str) -> list[str]:
+        return [a["name"] for a in agents if _can(model, a, capability)]
+
+    observers = holders("observes")
+    dispatcher = (holders("dispatches") or [None])[0]
+    archiver = (holders("archives") or [None])[0]
+    root_id, observers_group = ("root", ROOT_UID), group["agentfleet-observers"]
+    paths = [_entry(root, root_id, ("root", ROOT_UID), "0755", "base", names, [])]
+    paths += [_entry(f"{root}/{c}", root_id, ("root", ROOT_UID), "0755", c, names, []) for c in PER_NAME]
+    paths.append(_entry(f"{root}/archive", user[account[archiver]] if archiver else root_id, observers_group,
+                        "0750", "archive", observers + ([archiver] if archiver else []), [archiver] if archiver else []))
+    paths.append(_entry(f"{root}/common", root_id, group["agentfleet-common"], "3770", "common", names, names))
+    paths.append(_entry(f"{root}/retired", root_id, ("root", ROOT_UID), "0700", "retired", [], []))
+    dispatch_owner = user[account[dispatcher]] if dispatcher else root_id
+    dispatchers = [dispatcher] if dispatcher else []
+    for agent in agents:
+        name, own = agent["name"], user[account[agent["name"]]]
+        if _can(model, agent, "receives_tasks"):
+            paths += [
+                _entry(f"{root}/inbox/{name}", dispatch_owner, group[account[name]], "0750", "inbox",
+                       dispatchers + [name], dispatchers),
+                _entry(f"{root}/results/{name}", own, observers_group, "0750", "results", [name] + observers, [name]),
+                _entry(f"{root}/triggers/{name}", dispatch_owner, group[account[name]], "0770", "triggers",
+                       dispatchers + [name], dispatchers + [name]),
+            ]
+        for category in ("heartbeats", "logs"):
+            paths.append(_entry(f"{root}/{category}/{name}", own, observers_group, "0750", category,
+                                [name] + observers, [name]))
+        for category in ("workspaces", "credentials"):
+            paths.append(_entry(f"{root}/{category}/{name}", own, group[account[name]], "0700", category, [name], [name]))
+    for service in model["services"]:
+        account_name = f"agentfleet-{service['name']}"
+        paths.append(_entry(f"{root}/services/{service['name']}", user[account_name], group[account_name], "0700",
+                            "services", [], []))
+    return paths
+
+
+def agent_model_stack(model: Model) -> dict[str, Any]:
+    """What this host runs, its accounts and its tree; call only on a model without errors."""
+    agents = _selected(model)
+    accounts = _accounts(model, agents)
+    for agent in agents:
+        agent["account"] = model["account_prefix"] + agent["name"]
+        agent["capabilities"] = {c: _can(model, agent, c) for c in CAPABILITIES}
+    for item in accounts["users"] + accounts["groups"]:
+        item.pop("owner", None)
+    root = model["root"]
+    return {"root": root, "agents": agents, "services": model["services"], **accounts,
+            "paths": _paths(model, agents, accounts), "per_name_dirs": [f"{root}/{c}" for c in PER_NAME],
+            "retired_dir": f"{root}/retired", "registry": model["registry"]}
+
+
+def agent_model_host_errors(stack: dict[str, Any], passwd: dict[str, list[str]], group: dict[str, list[str]],
+                            owned: dict[str, Any]) -> list[str]:
+    """Clashes with host accounts agentfleet did not create (owned = the registry it keeps)."""
+    mine_users, mine_groups = set(owned.get("users", {})), set(owned.get("groups", {}))
+    errors = []
+    users_by_uid = {int(entry[1]): name for name, entry in passwd.items()}
+    groups_by_gid = {int(entry[1]): name for name, entry in group.items()}
+    desired_users = {u["name"] for u in stack["users"]}
+    desired_groups = {g["name"] for g in stack["groups"]}
+    for user in stack["users"]:
+        errors += _clash("user", user["name"], user["uid"], passwd, users_by_uid, mine_users, desired_users)
+    for entry in stack["groups"]:
+        errors += _clash("group", entry["name"], entry["gid"], group, groups_by_gid, mine_groups, desired_groups)
+    return errors
+
+
+def _clash(what: str, name: str, number: int, table: dict[str, list[str]], by_number: dict[int, str],
+           mine: set[str], desired: set[str]) -> list[str]:
+    errors = []
+    if name in table and name not in mine:
+        errors.append(f"{what} {name}: exists on the host and agentfleet did not create it")
+    holder = by_number.get(number)
+    if holder is not None and holder != name:
+        if holder not in mine:
+            errors.append(f"{what} {name}: id {number} belongs to host {what} {holder}, which agentfleet did not create")
+        elif holder in desired:
+            errors.append(f"{what} {name}: id {number} is still held by {holder}; swap ids in two separate runs")
+    return errors
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "agent_model_errors": agent_model_errors,
+            "agent_model_stack": agent_model_stack,
+            "agent_model_host_errors": agent_model_host_errors,
+        }
