@@ -1,4 +1,4 @@
-"""Make the roles' filter plugins importable as plain modules."""
+"""Make the roles' filter plugins and modules importable as plain Python modules."""
 
 from __future__ import annotations
 
@@ -6,5 +6,5 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for plugins in sorted(ROOT.glob("roles/*/filter_plugins")):
+for plugins in sorted([*ROOT.glob("roles/*/filter_plugins"), *ROOT.glob("roles/*/library")]):
     sys.path.insert(0, str(plugins))

@@ -227,8 +227,8 @@ def _paths(model: Model, agents: list[dict[str, Any]], accounts: dict[str, list[
         return [a["name"] for a in agents if _can(model, a, capability)]
 
     observers = holders("observes")
-    dispatcher = (holders("dispatches") or [None])[0]
-    archiver = (holders("archives") or [None])[0]
+    dispatcher: str | None = next(iter(holders("dispatches")), None)
+    archiver: str | None = next(iter(holders("archives")), None)
     root_id, observers_group = ("root", ROOT_UID), group["agentfleet-observers"]
     paths = [_entry(root, root_id, ("root", ROOT_UID), "0755", "base", names, [])]
     paths += [_entry(f"{root}/{c}", root_id, ("root", ROOT_UID), "0755", c, names, []) for c in PER_NAME]

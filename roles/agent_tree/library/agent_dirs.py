@@ -12,7 +12,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
-module: agent_tree
+module: agent_dirs
 short_description: Create and re-own the agents' directory tree in one call
 description:
   - Creates every directory in O(paths) system calls with its owner, group and mode, refuses

@@ -1,0 +1,90 @@
+"""What agent_model_stack derives from the default model, written out by hand.
+
+These cases do not come from the matrix code, so a bug in it cannot pass its own test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from agent_model import agent_model_errors, agent_model_host_errors, agent_model_stack
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = yaml.safe_load((ROOT / "roles" / "agent_model" / "defaults" / "main.yml").read_text())
+
+
+def model(**overrides: Any) -> dict[str, Any]:
+    values = {name.removeprefix("agent_model_"): value for name, value in DEFAULTS.items()}
+    return {**values, **overrides}
+
+
+@pytest.fixture(name="paths")
+def fixture_paths() -> dict[str, dict[str, Any]]:
+    assert agent_model_errors(model()) == []
+    return {entry["path"]: entry for entry in agent_model_stack(model())["paths"]}
+
+
+# path: (owner, group, mode, readers, writers)
+EXPECTED = {
+    "/srv/agentfleet/inbox/marie": ("agent-orchestrator", "agent-marie", "0750", "marie orchestrator", "orchestrator"),
+    "/srv/agentfleet/results/anga": ("agent-anga", "agentfleet-observers", "0750", "anga monitor orchestrator", "anga"),
+    "/srv/agentfleet/triggers/fabien": ("agent-orchestrator", "agent-fabien", "0770", "fabien orchestrator",
+                                        "fabien orchestrator"),
+    "/srv/agentfleet/workspaces/marie": ("agent-marie", "agent-marie", "0700", "marie", "marie"),
+    "/srv/agentfleet/credentials/monitor": ("agent-monitor", "agent-monitor", "0700", "monitor", "monitor"),
+    "/srv/agentfleet/heartbeats/anga": ("agent-anga", "agentfleet-observers", "0750", "anga monitor orchestrator", "anga"),
+    "/srv/agentfleet/archive": ("agent-monitor", "agentfleet-observers", "0750", "monitor orchestrator", "monitor"),
+    "/srv/agentfleet/common": ("root", "agentfleet-common", "3770", "anga fabien marie monitor orchestrator",
+                               "anga fabien marie monitor orchestrator"),
+    "/srv/agentfleet/services/redis": ("agentfleet-redis", "agentfleet-redis", "0700", "", ""),
+    "/srv/agentfleet/retired": ("root", "root", "0700", "", ""),
+}
+
+
+@pytest.mark.parametrize("path", sorted(EXPECTED))
+def test_paths_of_the_seed_stack(paths: dict[str, dict[str, Any]], path: str) -> None:
+    entry = paths[path]
+    owner, group, mode, readers, writers = EXPECTED[path]
+    assert (entry["owner_name"], entry["group_name"], entry["mode"]) == (owner, group, mode)
+    assert (entry["read"], entry["write"]) == (readers.split(), writers.split())
+
+
+def test_workers_get_no_inbox_of_the_orchestrator_or_monitor(paths: dict[str, dict[str, Any]]) -> None:
+    inboxes = sorted(path for path in paths if path.startswith("/srv/agentfleet/inbox/"))
+    assert inboxes == ["/srv/agentfleet/inbox/anga", "/srv/agentfleet/inbox/fabien", "/srv/agentfleet/inbox/marie"]
+
+
+def test_accounts_have_no_login_and_only_observers_read_results() -> None:
+    users = {user["name"]: user for user in agent_model_stack(model())["users"]}
+    assert users["agent-marie"]["groups"] == ["agentfleet-common"]
+    assert users["agent-monitor"]["groups"] == ["agentfleet-common", "agentfleet-observers"]
+    assert users["agent-marie"]["home"] == "/srv/agentfleet/workspaces/marie"
+    assert (users["agent-marie"]["uid"], users["agent-marie"]["gid"]) == (10001, 10001)
+
+
+def test_a_host_runs_only_its_selected_agents() -> None:
+    stack = agent_model_stack(model(host_agents=["orchestrator", "anga"]))
+    assert [agent["name"] for agent in stack["agents"]] == ["orchestrator", "anga"]
+    assert not any("marie" in entry["path"] for entry in stack["paths"])
+
+
+def test_defaults_fill_fields_an_agent_leaves_out() -> None:
+    agents = [*DEFAULTS["agent_model_agents"][:4], {"name": "monitor", "kind": "monitor", "uid": 10004,
+                                                     "resources": {"memory": "512m"}}]
+    monitor = agent_model_stack(model(agents=agents))["agents"][-1]
+    assert monitor["resources"] == {"cpus": 1.0, "memory": "512m", "pids": 256}
+    assert monitor["backend"]["type"] == "claude" and monitor["runtime"] == "runc"
+
+
+def test_accounts_agentfleet_created_may_be_reused_and_moved() -> None:
+    stack = agent_model_stack(model())
+    passwd = {"agent-marie": ["x", "10011", "10011", "", "", ""], "agent-old": ["x", "10001", "10001", "", "", ""]}
+    owned = {"users": {"agent-marie": 10011, "agent-old": 10001}, "groups": {}}
+    assert agent_model_host_errors(stack, passwd, {}, owned) == []
+    assert agent_model_host_errors(stack, passwd, {}, {"users": {}, "groups": {}}) == [
+        "user agent-marie: exists on the host and agentfleet did not create it",
+        "user agent-marie: id 10001 belongs to host user agent-old, which agentfleet did not create",
+    ]
