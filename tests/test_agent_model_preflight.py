@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOK = ROOT / "tests" / "playbooks" / "agent_model.yml"
-SEED = [
+SEED: list[dict[str, Any]] = [
     {"name": "orchestrator", "kind": "orchestrator", "uid": 10000},
     {"name": "marie", "kind": "worker", "uid": 10001},
     {"name": "anga", "kind": "worker", "uid": 10002},
