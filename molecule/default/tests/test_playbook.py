@@ -6,6 +6,7 @@ variables as converge.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -70,3 +71,21 @@ def test_an_unreadable_daemon_json_is_refused_and_kept() -> None:
         restore = ["docker", "exec", "-i", "agentfleet-bookworm", "sh", "-c", f"cat > {path}"]
         subprocess.run(restore, input=saved, text=True, check=True)
     assert subprocess.run([*exec_, "cat", path], capture_output=True, text=True, check=True).stdout == saved
+
+
+def test_a_bad_agent_model_is_refused_before_any_change() -> None:
+    model = [{"name": "orchestrator", "kind": "orchestrator", "uid": 10000},
+             {"name": "marie", "kind": "worker", "uid": 10001}, {"name": "anga", "kind": "worker", "uid": 10001}]
+    result = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_model_agents": model}))
+    assert result.returncode != 0
+    assert recap(result.stdout)["agentfleet-trixie"][0] == 0, result.stdout[-3000:]
+    assert "uid: 10001 is used by both agent marie and agent anga" in result.stdout + result.stderr
+
+
+def test_a_host_account_agentfleet_did_not_create_is_never_taken_over() -> None:
+    model = [{"name": "orchestrator", "kind": "orchestrator", "uid": 10000},
+             {"name": "zoe", "kind": "worker", "uid": 10005}]
+    result = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_model_agents": model}))
+    assert result.returncode != 0
+    assert recap(result.stdout)["agentfleet-trixie"][0] == 0, result.stdout[-3000:]
+    assert "user agent-zoe: exists on the host and agentfleet did not create it" in result.stdout + result.stderr

@@ -96,6 +96,8 @@ def main() -> None:
     commands = plan(params["users"], params["groups"], params["owned"], params["shell"])
     if not module.check_mode:
         for command in commands:
+            if command[0] == "groupdel" and command[1] not in {entry.gr_name for entry in grp.getgrall()}:
+                continue  # userdel already removed the user's own group (USERGROUPS_ENAB)
             module.run_command(command, check_rc=True)
     lines = "".join(" ".join(command) + "\n" for command in commands)
     module.exit_json(changed=bool(commands), commands=commands, diff={"before": "", "after": lines})
