@@ -88,7 +88,7 @@ def test_the_table_test_catches_a_widened_path(agents_host: testinfra.host.Host)
 # Hand-written from the rules, with setpriv as the host's own tool for taking an identity.
 def as_agent(host: testinfra.host.Host, name: str, command: str) -> bool:
     account = f"agent-{name}"
-    return host.run(f"setpriv --reuid={account} --regid={account} --init-groups sh -c {shlex.quote(command)}").rc == 0
+    return bool(host.run(f"setpriv --reuid={account} --regid={account} --init-groups sh -c {shlex.quote(command)}").rc == 0)
 
 
 @pytest.fixture(name="files")
