@@ -67,7 +67,7 @@ def test_a_uid_change_reowns_the_agents_tree(host: testinfra.host.Host) -> None:
              f"'mkdir {BASE}/workspaces/zoe/src && echo work > {BASE}/workspaces/zoe/src/main.py "
              f"&& echo shared > {BASE}/common/zoe.txt'")
     assert converge(zoe(10501)) > 0
-    assert host.user("agent-zoe").uid == 10501
+    assert (host.user("agent-zoe").uid, host.user("agent-zoe").gid) == (10501, 10501)
     for path in ("workspaces/zoe", "workspaces/zoe/src", "workspaces/zoe/src/main.py", "results/zoe", "common/zoe.txt"):
         assert host.file(f"{BASE}/{path}").uid == 10501, path
     assert host.run(f"find {BASE} -uid 10500 -o -gid 10500 | wc -l").stdout.strip() == "0"
