@@ -6,5 +6,5 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for plugins in sorted([*ROOT.glob("roles/*/filter_plugins"), *ROOT.glob("roles/*/library")]):
+for plugins in sorted([*ROOT.glob("roles/*/filter_plugins"), *ROOT.glob("roles/*/library"), ROOT / "runtime"]):
     sys.path.insert(0, str(plugins))

@@ -1,0 +1,44 @@
+"""python3 -m agentfleet worker|monitor|health|ctl ..."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from . import agentctl, fleet
+from .config import Config
+from .monitor import Monitor
+from .worker import Worker
+
+
+def health(config: Config) -> int:
+    """Exit 1 when this agent's heartbeat is missing or older than 3 intervals (the healthcheck)."""
+    beats = fleet.heartbeats(config.root)
+    beat = beats.get(config.name)
+    if beat is None:
+        print(f"no heartbeat for {config.name}", file=sys.stderr)
+        return 1
+    if fleet.is_stale(beat, time.time()):
+        print(f"heartbeat of {config.name} is stale ({time.time() - float(beat['updated']):.0f} s old)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else ""
+    if command == "ctl":
+        return agentctl.main(argv[1:])
+    if command not in ("worker", "monitor", "health"):
+        print("usage: python3 -m agentfleet worker|monitor|health|ctl ...", file=sys.stderr)
+        return 2
+    config = Config.from_env()
+    if command == "health":
+        return health(config)
+    if command == "monitor":
+        return Monitor(config, float(os.environ.get("AGENTFLEET_RETENTION", "3600"))).run()
+    return Worker(config).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,66 @@
+"""Backends turn a task into an argv run in its own process group, and its output into a result.
+
+Every backend runs as a child process so a timeout or a stop can kill it cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_OUTPUT = 1_000_000
+PLACEHOLDER = re.compile(r"\{(?:prompt|task_id|workspace)\}")
+
+
+@dataclass
+class Backend:
+    type: str
+    model: str = ""
+    max_turns: int = 20
+    timeout: int = 900
+    argv: list[str] = field(default_factory=list)
+    extra_args: list[str] = field(default_factory=list)
+    ollama_url: str = "http://ollama:11434"
+
+    @classmethod
+    def from_json(cls, text: str) -> Backend:
+        values: dict[str, Any] = json.loads(text)
+        known = {key: values[key] for key in cls.__dataclass_fields__ if key in values}
+        backend = cls(**known)
+        if backend.type not in ("claude", "ollama", "command"):
+            raise ValueError(f"backend.type: {backend.type!r} is not claude, ollama or command")
+        if backend.type == "command" and not backend.argv:
+            raise ValueError("backend.argv: the command backend needs an argv list")
+        return backend
+
+    def command(self, task: dict[str, Any], workspace: str) -> list[str]:
+        if self.type == "command":
+            values = {"{prompt}": task["prompt"], "{task_id}": task["id"], "{workspace}": workspace}
+            return [_fill(part, values) for part in self.argv]
+        if self.type == "claude":
+            argv = ["claude", "-p", task["prompt"], "--output-format", "json", "--max-turns", str(self.max_turns)]
+            return argv + (["--model", self.model] if self.model else []) + self.extra_args
+        return [sys.executable, "-m", "agentfleet.ollama", self.ollama_url, self.model, task["prompt"]]
+
+    def outcome(self, returncode: int, stdout: str, stderr: str) -> tuple[str, str, str]:
+        """(status, output, reason) from what the process left."""
+        stdout, tail = stdout[:MAX_OUTPUT], stderr[-2000:].strip()
+        if self.type == "claude":
+            try:
+                answer = json.loads(stdout)
+            except json.JSONDecodeError:
+                return "failed", stdout, f"claude exited {returncode} without JSON output: {tail}"
+            failed = returncode != 0 or answer.get("is_error", False)
+            text = str(answer.get("result", ""))
+            return ("failed", text, f"claude reported {answer.get('subtype', 'an error')}") if failed else ("ok", text, "")
+        if returncode != 0:
+            return "failed", stdout, f"exit status {returncode}: {tail}"
+        return "ok", stdout, ""
+
+
+def _fill(part: str, values: dict[str, str]) -> str:
+    """One pass, so a prompt that contains {task_id} stays as written."""
+    return PLACEHOLDER.sub(lambda match: values[match.group(0)], part)

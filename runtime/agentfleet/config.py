@@ -1,0 +1,52 @@
+"""Runtime settings from the environment the compose project sets for each agent."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .backends import Backend
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    kind: str
+    root: Path
+    backend: Backend
+    interval: float = 5.0
+    stop_grace: float = 25.0
+    max_task_bytes: int = 262_144
+    max_attempts: int = 3
+    poll_only: bool = False
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox" / self.name
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results" / self.name
+
+    @property
+    def heartbeat(self) -> Path:
+        return self.root / "heartbeats" / self.name / "heartbeat.json"
+
+    @property
+    def workspace(self) -> Path:
+        return self.root / "workspaces" / self.name
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Config:
+        env = dict(os.environ if env is None else env)
+        backend = env.get("AGENTFLEET_BACKEND", '{"type": "command", "argv": ["true"]}')
+        return cls(
+            name=env["AGENTFLEET_NAME"], kind=env.get("AGENTFLEET_KIND", "worker"),
+            root=Path(env.get("AGENTFLEET_ROOT", "/agentfleet")), backend=Backend.from_json(backend),
+            interval=float(env.get("AGENTFLEET_HEARTBEAT_INTERVAL", "5")),
+            stop_grace=float(env.get("AGENTFLEET_STOP_GRACE", "25")),
+            max_task_bytes=int(env.get("AGENTFLEET_MAX_TASK_BYTES", "262144")),
+            max_attempts=int(env.get("AGENTFLEET_MAX_ATTEMPTS", "3")),
+            poll_only=env.get("AGENTFLEET_POLL_ONLY", "") == "1",
+        )

@@ -1,0 +1,154 @@
+"""The worker: wait for tasks, claim, run through the backend, write the result once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from . import schema
+from .claims import Claim
+from .config import Config
+from .events import emit
+from .tasks import read_task, task_id
+from .watch import Watcher
+
+HANDBACK = "handback"
+
+
+class Worker:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stopping = threading.Event()
+        self.stop_requested = 0.0
+        self.current: str | None = None
+        self.completed = 0
+
+    def heartbeat(self, status: str | None = None) -> None:
+        state = status or ("busy" if self.current else "idle")
+        schema.write_atomic(self.config.heartbeat, {
+            "agent": self.config.name, "kind": self.config.kind, "status": state, "task": self.current,
+            "updated": time.time(), "interval": self.config.interval, "completed": self.completed, "pid": os.getpid()})
+
+    def pending(self) -> list[Path]:
+        """Task files without a result, oldest first; dot-files are writes still in progress."""
+        found = []
+        with os.scandir(self.config.inbox) as entries:
+            for entry in entries:
+                path = Path(entry.path)
+                if entry.name.startswith(".") or (self.config.results / f"{task_id(path)}.json").exists():
+                    continue
+                found.append((entry.stat(follow_symlinks=False).st_mtime, entry.name, path))
+        return [path for _, _, path in sorted(found)]
+
+    def run_once(self) -> int:
+        done = 0
+        for path in self.pending():
+            if self.stopping.is_set():
+                break
+            claim = Claim.take(self.config.results, task_id(path))
+            if claim is not None:
+                self.process(path, claim)
+                done += 1
+        return done
+
+    def process(self, path: Path, claim: Claim) -> None:
+        started, ident = time.time(), task_id(path)
+        task, reason = read_task(path, self.config.max_task_bytes, self.config.backend.type)
+        if task is None:
+            self.finish(claim, ident, ("rejected", "", reason), started, None)
+            return
+        if claim.attempt > self.config.max_attempts:
+            outcome = ("failed", "", f"interrupted {claim.attempt - 1} times; not run again")
+            self.finish(claim, ident, outcome, started, task)
+            return
+        self.current = ident
+        self.heartbeat()
+        emit(self.config.name, "claimed", task=ident, attempt=claim.attempt)
+        outcome = self.execute(task)
+        self.current = None
+        if outcome[0] == HANDBACK:
+            claim.hand_back()
+            emit(self.config.name, "handed-back", task=ident, reason=outcome[2])
+            return
+        self.finish(claim, ident, outcome, started, task)
+
+    def finish(self, claim: Claim, ident: str, outcome: tuple[str, str, str], started: float,
+               task: dict[str, Any] | None) -> None:
+        status, output, reason = outcome
+        result: dict[str, Any] = {"id": ident, "worker": self.config.name, "status": status, "output": output,
+                                  "reason": reason, "attempt": claim.attempt if task else 0,
+                                  "started": started, "finished": time.time()}
+        if task is not None:
+            result["task"] = task
+        written = schema.write_atomic(self.config.results / f"{ident}.json", result, replace=False)
+        claim.finish()
+        if written:
+            self.completed += 1
+            emit(self.config.name, "completed", task=ident, status=status, reason=reason)
+        self.heartbeat()
+
+    def execute(self, task: dict[str, Any]) -> tuple[str, str, str]:
+        backend, workspace = self.config.backend, self.config.workspace
+        argv = backend.command(task, str(workspace))
+        try:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True, start_new_session=True,
+                                       cwd=workspace if workspace.is_dir() else None)
+        except OSError as error:
+            return "failed", "", f"cannot start {argv[0]}: {error.strerror}"
+        deadline = time.monotonic() + backend.timeout
+        while True:
+            try:
+                stdout, stderr = process.communicate(timeout=0.05)
+                return backend.outcome(process.returncode, stdout, stderr)
+            except subprocess.TimeoutExpired:
+                now = time.monotonic()
+                if self.stopping.is_set() and now >= self.stop_requested + self.config.stop_grace:
+                    _kill(process)
+                    return HANDBACK, "", f"still running {self.config.stop_grace} s after the stop signal"
+                if now >= deadline:
+                    _kill(process)
+                    return "timeout", "", f"no answer within {backend.timeout} s"
+
+    def stop(self, signum: int = signal.SIGTERM, _frame: FrameType | None = None) -> None:
+        if not self.stopping.is_set():
+            self.stop_requested = time.monotonic()
+            self.stopping.set()
+
+    def run(self) -> int:
+        for directory in (self.config.inbox, self.config.results, self.config.heartbeat.parent):
+            if not directory.is_dir():
+                emit(self.config.name, "error", reason=f"{directory} is missing; is the tree mounted?")
+                return 2
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        watcher = Watcher(self.config.inbox, self.config.poll_only)
+        self.heartbeat()
+        beats = threading.Thread(target=self._beat, daemon=True)
+        beats.start()
+        emit(self.config.name, "started", wake=watcher.mode, backend=self.config.backend.type)
+        while not self.stopping.is_set():
+            if self.run_once() == 0:
+                watcher.wait(1.0)
+        watcher.close()
+        self.heartbeat("stopping")
+        emit(self.config.name, "stopped", completed=self.completed)
+        return 0
+
+    def _beat(self) -> None:
+        while not self.stopping.wait(self.config.interval):
+            self.heartbeat()
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.communicate()
