@@ -34,9 +34,12 @@ def environment(root: Path, name: str, argv: list[str], **settings: str) -> dict
             "AGENTFLEET_HEARTBEAT_INTERVAL": "0.5", **settings}
 
 
-def start_worker(root: Path, name: str, argv: list[str], **settings: str) -> subprocess.Popen[str]:
+def start_worker(root: Path, name: str, argv: list[str], log: Path | None = None,
+                 **settings: str) -> subprocess.Popen[str]:
+    """A worker process; its events go to log (appended) or to a pipe."""
+    output = log.open("a") if log else subprocess.PIPE
     return subprocess.Popen([sys.executable, "-m", "agentfleet", "worker"], env=environment(root, name, argv, **settings),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=output, stderr=subprocess.STDOUT, text=True)
 
 
 def result(root: Path, worker: str, ident: str) -> dict[str, Any]:
