@@ -43,7 +43,10 @@ class Worker:
                 path = Path(entry.path)
                 if entry.name.startswith(".") or (self.config.results / f"{task_id(path)}.json").exists():
                     continue
-                found.append((entry.stat(follow_symlinks=False).st_mtime, entry.name, path))
+                try:
+                    found.append((entry.stat(follow_symlinks=False).st_mtime, entry.name, path))
+                except FileNotFoundError:
+                    continue  # removed by the orchestrator since the listing
         return [path for _, _, path in sorted(found)]
 
     def run_once(self) -> int:
