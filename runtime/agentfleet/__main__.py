@@ -1,8 +1,9 @@
-"""python3 -m agentfleet worker|monitor|health|ctl ..."""
+"""python3 -m agentfleet worker|monitor|idle|health|ctl ..."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -25,16 +26,31 @@ def health(config: Config) -> int:
     return 0
 
 
+def idle(config: Config) -> int:
+    """An agent with no inbox (the orchestrator): only its heartbeat, until SIGTERM."""
+    worker = Worker(config)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    while True:
+        worker.heartbeat()
+        if worker.stopping.wait(config.interval):
+            break
+    worker.heartbeat("stopping")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
     if command == "ctl":
         return agentctl.main(argv[1:])
-    if command not in ("worker", "monitor", "health"):
-        print("usage: python3 -m agentfleet worker|monitor|health|ctl ...", file=sys.stderr)
+    if command not in ("worker", "monitor", "idle", "health"):
+        print("usage: python3 -m agentfleet worker|monitor|idle|health|ctl ...", file=sys.stderr)
         return 2
     config = Config.from_env()
     if command == "health":
         return health(config)
+    if command == "idle":
+        return idle(config)
     if command == "monitor":
         return Monitor(config, float(os.environ.get("AGENTFLEET_RETENTION", "3600"))).run()
     return Worker(config).run()

@@ -1,0 +1,84 @@
+"""A test endpoint that speaks enough of the Anthropic Messages API for the real Claude Code CLI.
+
+It answers every POST /v1/messages with one text block (streamed when asked) and records each
+request's credentials and prompt; GET /_seen returns the record. Test use only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+SEEN: list[dict[str, Any]] = []
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        texts = [part.get("text", "") for part in content or [] if part.get("type") == "text"]
+        if texts:
+            return str(texts[-1])
+    return ""
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        body = json.dumps(SEEN).encode() if self.path == "/_seen" else b"{}"
+        self.reply(200 if self.path == "/_seen" else 404, "application/json", body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        prompt = last_user_text(request)
+        SEEN.append({"path": self.path, "x-api-key": self.headers.get("x-api-key"),
+                     "authorization": self.headers.get("authorization"), "prompt": prompt[:200]})
+        if not self.path.startswith("/v1/messages"):
+            self.reply(404, "application/json", b'{"type":"error"}')
+            return
+        text = f"mock answer: {prompt[:60]}"
+        model = request.get("model", "mock")
+        if request.get("stream"):
+            events: list[tuple[str, dict[str, Any]]] = [
+                ("message_start", {"type": "message_start", "message": {
+                    "id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": [],
+                    "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+                ("content_block_start", {"type": "content_block_start", "index": 0,
+                                         "content_block": {"type": "text", "text": ""}}),
+                ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                         "delta": {"type": "text_delta", "text": text}}),
+                ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                   "usage": {"output_tokens": 8}}),
+                ("message_stop", {"type": "message_stop"}),
+            ]
+            self.reply(200, "text/event-stream", b"".join(self.event(name, data) for name, data in events))
+            return
+        message = {"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                   "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+                   "usage": {"input_tokens": 5, "output_tokens": 8}}
+        self.reply(200, "application/json", json.dumps(message).encode())
+
+    @staticmethod
+    def event(name: str, data: dict[str, Any]) -> bytes:
+        return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+    def reply(self, status: int, kind: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        sys.stderr.write(fmt % args + "\n")
+
+
+if __name__ == "__main__":
+    ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1]) if len(sys.argv) > 1 else 8080), Handler).serve_forever()
