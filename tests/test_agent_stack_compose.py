@@ -1,0 +1,94 @@
+"""The compose project derived from the default model, and the stack's input checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from agent_model import agent_model_stack
+from agent_stack import agent_stack_compose, agent_stack_input_errors
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = yaml.safe_load((ROOT / "roles" / "agent_model" / "defaults" / "main.yml").read_text())
+STACK = yaml.safe_load((ROOT / "roles" / "agent_stack" / "defaults" / "main.yml").read_text())
+SETTINGS = {name.removeprefix("agent_stack_"): value for name, value in STACK.items()}
+IMAGES = {"agent": "agentfleet/agent:abc", "redis": "agentfleet/redis:abc", "gateway": "agentfleet/gateway:abc"}
+
+
+@pytest.fixture(name="compose")
+def fixture_compose() -> dict[str, Any]:
+    stack = agent_model_stack({name.removeprefix("agent_model_"): value for name, value in MODEL.items()})
+    return agent_stack_compose(stack, IMAGES, SETTINGS)
+
+
+def test_marie_mounts_only_her_own_paths(compose: dict[str, Any]) -> None:
+    assert sorted(compose["services"]["marie"]["volumes"]) == sorted([
+        "/srv/agentfleet/common:/agentfleet/common:rw",
+        "/srv/agentfleet/inbox/marie:/agentfleet/inbox/marie:ro",
+        "/srv/agentfleet/results/marie:/agentfleet/results/marie:rw",
+        "/srv/agentfleet/triggers/marie:/agentfleet/triggers/marie:rw",
+        "/srv/agentfleet/heartbeats/marie:/agentfleet/heartbeats/marie:rw",
+        "/srv/agentfleet/logs/marie:/agentfleet/logs/marie:rw",
+        "/srv/agentfleet/workspaces/marie:/agentfleet/workspaces/marie:rw",
+        "/srv/agentfleet/credentials/marie:/agentfleet/credentials/marie:rw",
+    ])
+
+
+def test_the_orchestrator_writes_inboxes_and_reads_results(compose: dict[str, Any]) -> None:
+    volumes = compose["services"]["orchestrator"]["volumes"]
+    assert "/srv/agentfleet/inbox/anga:/agentfleet/inbox/anga:rw" in volumes
+    assert "/srv/agentfleet/results/anga:/agentfleet/results/anga:ro" in volumes
+    assert not any("workspaces/anga" in volume or "credentials/anga" in volume for volume in volumes)
+
+
+@pytest.mark.parametrize("name", ["orchestrator", "marie", "anga", "fabien", "monitor", "gateway", "redis"])
+def test_every_container_is_hardened_and_never_gets_the_docker_socket(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    assert service["cap_drop"] == ["ALL"] and service["read_only"] is True
+    assert service["security_opt"] == ["no-new-privileges:true"]
+    assert not str(service["user"]).startswith("0:") and service["pids_limit"] >= 32
+    assert any(entry.startswith("/tmp:") and "noexec" in entry for entry in service["tmpfs"])
+    assert "docker.sock" not in str(service) and "healthcheck" in service
+
+
+def test_agents_carry_a_placeholder_key_and_call_the_gateway(compose: dict[str, Any]) -> None:
+    environment = compose["services"]["anga"]["environment"]
+    assert environment["ANTHROPIC_BASE_URL"] == "http://gateway:8080"
+    assert environment["ANTHROPIC_API_KEY"].startswith("sk-ant-placeholder")
+    assert compose["networks"]["agents"]["internal"] is True
+    assert "egress" in compose["services"]["gateway"]["networks"] and "egress" not in compose["services"]["anga"]["networks"]
+
+
+def test_uids_come_from_the_model(compose: dict[str, Any]) -> None:
+    assert compose["services"]["marie"]["user"] == "10001:10001"
+    assert compose["services"]["monitor"]["group_add"] == ["10901", "10900"]
+    assert compose["services"]["monitor"]["command"] == ["monitor"]
+    assert compose["services"]["orchestrator"]["command"] == ["idle"]
+
+
+BAD = [
+    ({"api_key": ""}, "agent_stack_api_key: required"),
+    ({"api_key": 'x" ; include /etc/passwd'}, "agent_stack_api_key: required"),
+    ({"redis_password": "short"}, "agent_stack_redis_password: required"),
+    ({"upstream": "https://evil.test/path"}, "agent_stack_gateway_upstream: 'https://evil.test/path' is not"),
+    ({"subnet": "8.8.8.0/24"}, "agent_stack_subnet: 8.8.8.0/24 must be a private IPv4"),
+    ({"subnet": "10.0.0.0/30"}, "must be a private IPv4 network of 16+"),
+    ({"heartbeat_interval": 0}, "agent_stack_heartbeat_interval: 0 must be"),
+    ({"project": "Agent Fleet"}, "agent_stack_project"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD, ids=[message.split(":")[0] + str(i) for i, (_, message) in enumerate(BAD)])
+def test_bad_stack_input_is_named_and_secrets_never_echoed(change: dict[str, Any], message: str) -> None:
+    values: dict[str, Any] = {"api_key": "sk-ant-good", "redis_password": "p" * 16, "upstream": "https://api.anthropic.com"}
+    settings = {**SETTINGS, **{k: v for k, v in change.items() if k in SETTINGS}}
+    values.update({k: v for k, v in change.items() if k in values})
+    errors = agent_stack_input_errors(settings, values["api_key"], values["redis_password"], values["upstream"], True)
+    assert any(message in error for error in errors), errors
+    assert not any("include /etc/passwd" in error or "short" in error for error in errors)
+
+
+def test_good_stack_input_passes() -> None:
+    assert agent_stack_input_errors(SETTINGS, "sk-ant-good", "p" * 16, "https://api.anthropic.com", True) == []
