@@ -98,3 +98,10 @@ def test_read_task_accepts_a_valid_task(tmp_path: Path) -> None:
     root = make_tree(tmp_path, ["marie"])
     path = put_task(root, "marie", "ok-1", "build it", backend="command")
     assert read_task(path, 1000, "command") == ({"id": "ok-1", "prompt": "build it", "backend": "command"}, "")
+
+
+def test_results_are_readable_by_whoever_may_enter_the_directory(tmp_path: Path) -> None:
+    root, marker = make_tree(tmp_path, ["marie"]), tmp_path / "ran"
+    put_task(root, "marie", "t1")
+    worker(root, marker).run_once()
+    assert (root / "results" / "marie" / "t1.json").stat().st_mode & 0o777 == 0o644

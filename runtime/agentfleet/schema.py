@@ -69,6 +69,8 @@ def write_atomic(path: Path, document: dict[str, Any], replace: bool = True) -> 
     """Write JSON so readers see the old file or the whole new one; False when replace=False and it exists."""
     fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp makes 0600; who else may read is the directory's business (the access matrix).
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(document, handle, sort_keys=True)
             handle.flush()

@@ -93,20 +93,23 @@ def as_agent(host: testinfra.host.Host, name: str, command: str) -> bool:
 
 @pytest.fixture(name="files")
 def fixture_files(agents_host: testinfra.host.Host) -> Iterator[testinfra.host.Host]:
-    """A task for anga from the orchestrator, anga's result, marie's file in common, an archive entry."""
+    """A task for anga from the orchestrator, anga's result, marie's file in common, an archive entry.
+
+    The task's name starts with a dot, which the live workers skip as a write in progress.
+    """
     host = agents_host
-    assert as_agent(host, "orchestrator", f"echo task > {BASE}/inbox/anga/hand.json")
+    assert as_agent(host, "orchestrator", f"echo task > {BASE}/inbox/anga/.hand.json")
     assert as_agent(host, "anga", f"echo result > {BASE}/results/anga/hand.json")
     assert as_agent(host, "anga", f"echo secret > {BASE}/credentials/anga/hand.json")
     assert as_agent(host, "marie", f"echo shared > {BASE}/common/hand-marie.txt")
     assert as_agent(host, "monitor", f"echo old > {BASE}/archive/hand.json")
     yield host
-    host.run(f"rm -f {BASE}/inbox/anga/hand.json {BASE}/results/anga/hand.json {BASE}/credentials/anga/hand.json "
+    host.run(f"rm -f {BASE}/inbox/anga/.hand.json {BASE}/results/anga/hand.json {BASE}/credentials/anga/hand.json "
              f"{BASE}/common/hand-marie.txt {BASE}/archive/hand.json")
 
 
 ALLOWED = [
-    ("anga", "cat {base}/inbox/anga/hand.json"),
+    ("anga", "cat {base}/inbox/anga/.hand.json"),
     ("orchestrator", "cat {base}/results/anga/hand.json"),
     ("monitor", "cat {base}/results/anga/hand.json"),
     ("anga", "cat {base}/common/hand-marie.txt"),
@@ -114,9 +117,9 @@ ALLOWED = [
     ("orchestrator", "touch {base}/triggers/marie/hand.trigger && rm {base}/triggers/marie/hand.trigger"),
 ]
 DENIED = [
-    ("marie", "cat {base}/inbox/anga/hand.json"),
+    ("marie", "cat {base}/inbox/anga/.hand.json"),
     ("marie", "ls {base}/inbox/anga"),
-    ("anga", "rm -f {base}/inbox/anga/hand.json"),
+    ("anga", "rm -f {base}/inbox/anga/.hand.json"),
     ("anga", "echo forged > {base}/inbox/anga/forged.json"),
     ("marie", "echo forged > {base}/inbox/marie/forged.json"),
     ("marie", "cat {base}/results/anga/hand.json"),
@@ -176,14 +179,14 @@ def test_a_wrong_mount_still_keeps_a_worker_out(agents_host: testinfra.host.Host
         return agents_host.run(f"docker run --rm --user {ids} --group-add 10901 -v {BASE}:/shared:rw {image} "
                                f"sh -c {shlex.quote(command)}")
 
-    agents_host.run(f"echo task > {BASE}/inbox/anga/hand.json")
+    agents_host.run(f"echo task > {BASE}/inbox/anga/.hand.json")
     try:
-        marie = in_container("10001:10001", "cat /shared/inbox/anga/hand.json")
+        marie = in_container("10001:10001", "cat /shared/inbox/anga/.hand.json")
         assert marie.rc != 0 and "Permission denied" in marie.stderr
-        anga = in_container("10002:10002", "cat /shared/inbox/anga/hand.json")
+        anga = in_container("10002:10002", "cat /shared/inbox/anga/.hand.json")
         assert anga.rc == 0 and anga.stdout.strip() == "task", "the control: anga reads her own inbox"
         for path in ("credentials/anga", "workspaces/anga", "results/anga"):
             assert in_container("10001:10001", f"ls /shared/{path}").rc != 0, path
         assert in_container("10001:10001", "touch /shared/inbox/marie/forged.json").rc != 0
     finally:
-        agents_host.run(f"rm -f {BASE}/inbox/anga/hand.json")
+        agents_host.run(f"rm -f {BASE}/inbox/anga/.hand.json")

@@ -13,6 +13,7 @@ import testinfra.host
 testinfra_hosts = ["ansible://agentfleet_hosts"]
 PROJECT = "agentfleet"
 AGENTS = ("orchestrator", "marie", "anga", "fabien", "monitor")
+SEEN = 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8080/_seen").read().decode())'
 
 
 def container(service: str) -> str:
@@ -62,8 +63,7 @@ def test_the_real_claude_cli_answers_through_the_gateway(host: testinfra.host.Ho
     assert submitted.rc == 0, submitted.stdout + submitted.stderr
     result = json.loads(submitted.stdout.split("\n", 1)[1])
     assert result["status"] == "ok" and result["output"] == f"mock answer: hello from {worker}"
-    seen = json.loads(run(host, f"docker exec agentfleet-test-messages-api python3 -c "
-                                f"{shlex.quote('import urllib.request; print(urllib.request.urlopen(\"http://127.0.0.1:8080/_seen\").read().decode())')}"))
+    seen = json.loads(run(host, f"docker exec agentfleet-test-messages-api python3 -c {shlex.quote(SEEN)}"))
     mine = [request for request in seen if request["prompt"] == f"hello from {worker}"]
     assert mine and all(request["x-api-key"] == secret(host) for request in mine)
 
@@ -81,7 +81,7 @@ def test_no_agent_ever_holds_the_api_key(host: testinfra.host.Host, agent: str) 
     environment = run(host, f"docker exec {container(agent)} cat /proc/1/environ")
     assert key not in environment and "sk-ant-placeholder" in environment
     found = host.run(f"docker exec {container(agent)} grep -rlsF {shlex.quote(key)} /agentfleet /home /tmp /etc /run")
-    assert found.rc == 1 and found.stdout == "", found.stdout
+    assert found.rc != 0 and found.stdout == "", found.stdout  # 1: not found, 2: also unreadable paths
 
 
 def test_only_the_gateway_can_read_the_key_file(host: testinfra.host.Host) -> None:
