@@ -94,3 +94,19 @@ def test_agentctl_status_lists_every_agent(host: testinfra.host.Host) -> None:
     table = ctl(host, "status").stdout.splitlines()
     assert sorted(line.split()[0] for line in table[1:]) == sorted(AGENTS)
     assert all("STALE" not in line for line in table)
+
+
+def test_the_gateway_refuses_callers_that_are_not_agents(host: testinfra.host.Host) -> None:
+    """The test endpoint shares the gateway's egress network but is no agent: 403."""
+    probe = ("import urllib.request, urllib.error\n"
+             "try:\n    urllib.request.urlopen(urllib.request.Request('http://gateway:8080/v1/messages', data=b'{}'))\n"
+             "except urllib.error.HTTPError as error:\n    print(error.code)")
+    assert run(host, f"docker exec agentfleet-test-messages-api python3 -c {shlex.quote(probe)}").strip() == "403"
+
+
+def test_the_gateway_logs_each_request_with_the_agents_name(host: testinfra.host.Host) -> None:
+    ctl(host, "submit --to marie --wait 120 'log me'")
+    lines = [json.loads(line) for line in run(host, f"docker logs {container('gateway')} 2>/dev/null").splitlines()
+             if line.startswith("{")]
+    mine = [line for line in lines if line["agent"] == "marie" and line["path"].startswith("/v1/messages")]
+    assert mine and all(line["status"] == 200 and line["sent"] > 0 for line in mine)
