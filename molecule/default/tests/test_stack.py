@@ -12,7 +12,7 @@ import testinfra.host
 
 testinfra_hosts = ["ansible://agentfleet_hosts"]
 PROJECT = "agentfleet"
-AGENTS = ("orchestrator", "marie", "anga", "fabien", "monitor")
+AGENTS = ("orchestrator", "marie", "anga", "fabien", "monitor", "lea")
 SEEN = 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8080/_seen").read().decode())'
 
 
@@ -57,7 +57,7 @@ def test_agents_run_hardened_as_their_own_uid(host: testinfra.host.Host, agent: 
     assert run(host, f"docker exec {container(agent)} id -u").strip() == str(uid)
 
 
-@pytest.mark.parametrize("worker", ("marie", "anga"))
+@pytest.mark.parametrize("worker", ("marie", "anga", "fabien"))
 def test_the_real_claude_cli_answers_through_the_gateway(host: testinfra.host.Host, worker: str) -> None:
     submitted = ctl(host, f"submit --to {worker} --wait 120 {shlex.quote(f'hello from {worker}')}")
     assert submitted.rc == 0, submitted.stdout + submitted.stderr
@@ -69,9 +69,9 @@ def test_the_real_claude_cli_answers_through_the_gateway(host: testinfra.host.Ho
 
 
 def test_the_command_backend_runs_its_argv(host: testinfra.host.Host) -> None:
-    submitted = ctl(host, "submit --to fabien --wait 60 'deploy it'")
+    submitted = ctl(host, "submit --to lea --wait 60 'deploy it; rm -rf /'")
     assert submitted.rc == 0, submitted.stdout + submitted.stderr
-    assert json.loads(submitted.stdout.split("\n", 1)[1])["output"] == "command backend ran: deploy it\n"
+    assert json.loads(submitted.stdout.split("\n", 1)[1])["output"] == "command backend ran: deploy it; rm -rf /\n"
 
 
 @pytest.mark.parametrize("agent", AGENTS)

@@ -1,0 +1,28 @@
+"""Removing a worker from the model removes its container and retires its data; putting it
+back brings both back. Runs last: it converges the host twice."""
+
+from __future__ import annotations
+
+import json
+
+import testinfra.host
+from test_playbook import playbook, recap
+
+testinfra_hosts = ["ansible://agentfleet_hosts"]
+
+
+def test_a_worker_removed_from_the_model_loses_its_container_and_keeps_its_data(host: testinfra.host.Host) -> None:
+    model = [agent for agent in host.ansible.get_variables()["agent_model_agents"] if agent["name"] != "lea"]
+    host.run("echo draft > /srv/agentfleet/workspaces/lea/draft.txt")
+    removed = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_model_agents": model}))
+    assert removed.returncode == 0, removed.stdout[-3000:]
+    try:
+        names = host.run("docker ps -a --format '{{.Names}}'").stdout.split()
+        assert "agentfleet-lea-1" not in names and "agentfleet-marie-1" in names
+        assert not host.user("agent-lea").exists
+        assert host.run("cat /srv/agentfleet/retired/lea/*/workspaces/draft.txt").stdout == "draft\n"
+    finally:
+        restored = playbook("--limit", "agentfleet-trixie")
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    assert recap(restored.stdout)["agentfleet-trixie"][1] == 0
+    assert host.run("docker inspect -f '{{.State.Health.Status}}' agentfleet-lea-1").stdout.strip() == "healthy"
