@@ -81,8 +81,10 @@ def test_the_table_test_catches_a_widened_path(agents_host: testinfra.host.Host)
         wrong, _ = mismatches(agents_host)
     finally:
         agents_host.run(f"chmod 0700 {path}")
-    assert sorted(wrong) == sorted(f"{name} {action} {path}: host allows" for name in
-                                   ("fabien", "marie", "monitor", "orchestrator") for action in ("list", "read"))
+    others = [agent["name"] for agent in stack(agents_host)["agents"] if agent["name"] != "anga"]
+    assert len(others) >= 4
+    assert sorted(wrong) == sorted(f"{name} {action} {path}: host allows" for name in others
+                                   for action in ("list", "read"))
 
 
 # Hand-written from the rules, with setpriv as the host's own tool for taking an identity.
