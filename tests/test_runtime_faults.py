@@ -22,7 +22,9 @@ def test_random_kills_lose_nothing_and_complete_nothing_twice(tmp_path: Path) ->
     runs.mkdir()
     argv = ["sh", "-c", f"echo x >> {runs}/{{task_id}}; sleep 0.05; echo {{task_id}}"]
     log = tmp_path / "events.log"
-    live = {name: start_worker(root, name, argv, log) for name in WORKERS}
+    # Losing and doubling are the point here; giving up after repeated kills has its own test.
+    settings = {"AGENTFLEET_MAX_ATTEMPTS": "1000"}
+    live = {name: start_worker(root, name, argv, log, **settings) for name in WORKERS}
     ids = [agentctl.submit(root, f"task {n}", WORKERS[n % 3])[1] for n in range(TASKS)]
     chooser, kills, deadline = random.Random(7), 0, time.monotonic() + 120
     while sum(1 for _ in root.glob("results/*/*.json")) < TASKS and time.monotonic() < deadline:
@@ -30,7 +32,7 @@ def test_random_kills_lose_nothing_and_complete_nothing_twice(tmp_path: Path) ->
         victim = chooser.choice(WORKERS)
         live[victim].send_signal(signal.SIGKILL)
         live[victim].wait()
-        live[victim] = start_worker(root, victim, argv, log)
+        live[victim] = start_worker(root, victim, argv, log, **settings)
         kills += 1
     for process in live.values():
         process.send_signal(signal.SIGTERM)

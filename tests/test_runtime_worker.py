@@ -131,3 +131,15 @@ def test_polling_fallback_still_processes_tasks(tmp_path: Path) -> None:
     worker.send_signal(signal.SIGTERM)
     assert any(event.get("wake") == "polling" for event in events(worker))
     assert result(root, "marie", "t1")["output"] == "polled\n"
+
+
+def test_a_claim_left_beside_its_result_is_swept_at_start(tmp_path: Path) -> None:
+    root = make_tree(tmp_path, ["marie"])
+    results = root / "results" / "marie"
+    (results / "t1.claim").write_text(json.dumps({"attempt": 1}))
+    (results / "t1.json").write_text("{}")
+    worker = start_worker(root, "marie", ["true"])
+    wait_for(lambda: not (results / "t1.claim").exists())
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=15)
+    assert (results / "t1.json").read_text() == "{}"

@@ -49,6 +49,12 @@ class Worker:
                     continue  # removed by the orchestrator since the listing
         return [path for _, _, path in sorted(found)]
 
+    def sweep(self) -> None:
+        """Drop claims left by a kill between writing a result and dropping its claim."""
+        for claim in self.config.results.glob("*.claim"):
+            if (self.config.results / f"{claim.stem}.json").exists():
+                Claim.take(self.config.results, claim.stem)  # finds the result and removes the claim
+
     def run_once(self) -> int:
         done = 0
         for path in self.pending():
@@ -132,6 +138,7 @@ class Worker:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         watcher = Watcher(self.config.inbox, self.config.poll_only)
+        self.sweep()
         self.heartbeat()
         beats = threading.Thread(target=self._beat, daemon=True)
         beats.start()

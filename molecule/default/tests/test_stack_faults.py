@@ -57,7 +57,9 @@ def test_crashing_workers_lose_no_task_and_complete_none_twice(host: testinfra.h
                 completions[event["task"]] += 1
     assert len(ids) == TASKS
     assert sorted(results) == sorted(ids), f"lost: {sorted(set(ids) - set(results))}"
-    failed = [(result["id"], result["reason"]) for result in results.values() if result["status"] != "ok"]
+    # A task killed on every one of its attempts gives up by design (a result, not a loss).
+    failed = [(result["id"], result["reason"]) for result in results.values()
+              if result["status"] != "ok" and not result["reason"].startswith("interrupted ")]
     assert not failed, failed
     # A crash between linking the result and logging it leaves a task without its event, never with two.
     assert max(completions.values()) == 1 and sum(completions.values()) >= TASKS - 6, completions
