@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from table import print_table
+
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOK = ROOT / "molecule" / "agents" / "converge.yml"
 IMAGE = "agentfleet-test/host:trixie"
@@ -61,9 +63,7 @@ def main() -> None:
     counts = [int(arg) for arg in sys.argv[1:]] or [3, 30, 100]
     header = ["agents", "accounts", "directories", "first run (changed)", "second run (changed)", "--check (changed)"]
     rows = [bench(count) for count in counts]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    print_table(header, rows)
 
 
 if __name__ == "__main__":

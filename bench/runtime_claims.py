@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "runtime"), str(ROOT / "tests")]
 from agentfleet import agentctl  # noqa: E402
 from runtime_helpers import make_tree, start_worker  # noqa: E402
+from table import print_table  # noqa: E402
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -70,9 +71,7 @@ def main() -> None:
     counts = [int(arg) for arg in sys.argv[1:]] or [3, 30]
     header = ["workers", "paced tasks", "claim p50", "claim p99", "burst throughput"]
     rows = [run(count) for count in counts]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    print_table(header, rows)
 
 
 if __name__ == "__main__":
