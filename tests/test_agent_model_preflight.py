@@ -88,8 +88,12 @@ BAD_MODELS: list[tuple[str, dict[str, Any], str]] = [
     ("two archivers", {"agent_model_kinds": {"orchestrator": {"min": 1, "max": 1, "dispatches": True, "archives": True},
                                              "worker": {"receives_tasks": True}, "monitor": {"archives": True}}},
      "only one agent per host may hold archives, found ['orchestrator', 'monitor']"),
-    ("service uid clashes with an agent", {"agent_model_services": [{"name": "redis", "uid": 10003}]},
+    ("service uid clashes with an agent", {"agent_model_services": [{"name": "redis", "uid": 10003},
+                                                                    {"name": "gateway", "uid": 10801},
+                                                                    {"name": "dockerproxy", "uid": 10802}]},
      "uid: 10003 is used by both agent fabien and service redis"),
+    ("a required service removed", {"agent_model_services": [{"name": "redis", "uid": 10800}]},
+     "agent_model_services: the stack needs dockerproxy, gateway (set their uid, do not remove them)"),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,11 @@ from agent_stack import agent_stack_compose, agent_stack_input_errors
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = yaml.safe_load((ROOT / "roles" / "agent_model" / "defaults" / "main.yml").read_text())
 STACK = yaml.safe_load((ROOT / "roles" / "agent_stack" / "defaults" / "main.yml").read_text())
-SETTINGS = {name.removeprefix("agent_stack_"): value for name, value in STACK.items()}
-IMAGES = {"agent": "agentfleet/agent:abc", "redis": "agentfleet/redis:abc", "gateway": "agentfleet/gateway:abc"}
+SETTINGS = {**{name.removeprefix("agent_stack_"): value for name, value in STACK.items()}, "docker_gid": 998}
+IMAGES = {"agent": "agentfleet/agent:abc", "redis": "agentfleet/redis:abc", "gateway": "agentfleet/gateway:abc",
+          "dockerproxy": "agentfleet/dockerproxy:abc"}
+READ_PATHS = yaml.safe_load((ROOT / "roles" / "agent_stack" / "vars" / "main.yml").read_text())[
+    "__agent_stack_dockerproxy_read_paths"].strip("'")
 
 
 @pytest.fixture(name="compose")
@@ -43,14 +47,39 @@ def test_the_orchestrator_writes_inboxes_and_reads_results(compose: dict[str, An
     assert not any("workspaces/anga" in volume or "credentials/anga" in volume for volume in volumes)
 
 
-@pytest.mark.parametrize("name", ["orchestrator", "marie", "anga", "fabien", "monitor", "gateway", "redis"])
-def test_every_container_is_hardened_and_never_gets_the_docker_socket(compose: dict[str, Any], name: str) -> None:
+@pytest.mark.parametrize("name", ["orchestrator", "marie", "anga", "fabien", "monitor", "gateway", "redis", "dockerproxy"])
+def test_every_container_is_hardened(compose: dict[str, Any], name: str) -> None:
     service = compose["services"][name]
     assert service["cap_drop"] == ["ALL"] and service["read_only"] is True
     assert service["security_opt"] == ["no-new-privileges:true"]
     assert not str(service["user"]).startswith("0:") and service["pids_limit"] >= 32
     assert any(entry.startswith("/tmp:") and "noexec" in entry for entry in service["tmpfs"])
-    assert "docker.sock" not in str(service) and "healthcheck" in service
+    assert "healthcheck" in service
+
+
+def test_only_the_docker_proxy_has_the_socket_and_only_the_monitor_reaches_it(compose: dict[str, Any]) -> None:
+    holders = [name for name, service in compose["services"].items() if "docker.sock" in str(service)]
+    assert holders == ["dockerproxy"]
+    assert compose["services"]["dockerproxy"]["group_add"] == ["998"]
+    on_network = sorted(name for name, service in compose["services"].items() if "dockerapi" in service["networks"])
+    assert on_network == ["dockerproxy", "monitor"] and compose["networks"]["dockerapi"]["internal"] is True
+
+
+ALLOWED = ["/_ping", "/v1.45/_ping", "/version", "/events", "/containers/json", "/v1.41/containers/abc123/json",
+           "/containers/agentfleet-gateway-1/logs"]
+DENIED = ["/containers/create", "/v1.45/containers/create", "/containers/abc/exec", "/exec/abc/start",
+          "/containers/abc/archive", "/containers/abc/export", "/containers/../json", "/containers/abc/json/x",
+          "/images/json", "/info", "/v1.45/containers/abc%2F..%2Fcreate/json", "/_ping/../containers/create"]
+
+
+@pytest.mark.parametrize("path", ALLOWED)
+def test_the_docker_proxy_lets_read_paths_through(path: str) -> None:
+    assert re.search(READ_PATHS, path)
+
+
+@pytest.mark.parametrize("path", DENIED)
+def test_the_docker_proxy_denies_every_other_path(path: str) -> None:
+    assert not re.search(READ_PATHS, path)
 
 
 def test_agents_carry_a_placeholder_key_and_call_the_gateway(compose: dict[str, Any]) -> None:
@@ -73,6 +102,7 @@ BAD = [
     ({"api_key": 'x" ; include /etc/passwd'}, "agent_stack_api_key: required"),
     ({"redis_password": "short"}, "agent_stack_redis_password: required"),
     ({"upstream": "https://evil.test/path"}, "agent_stack_gateway_upstream: 'https://evil.test/path' is not"),
+    ({"upstream": "http://api.anthropic.com"}, "agent_stack_gateway_upstream: 'http://api.anthropic.com' is not https"),
     ({"subnet": "8.8.8.0/24"}, "agent_stack_subnet: 8.8.8.0/24 must be a private IPv4"),
     ({"subnet": "10.0.0.0/30"}, "must be a private IPv4 network of 16+"),
     ({"heartbeat_interval": 0}, "agent_stack_heartbeat_interval: 0 must be"),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fleet, schema
+from .gateway_usage import usage_table
 
 
 def submit(root: Path, prompt: str, worker: str | None) -> tuple[str, str]:
@@ -46,8 +47,7 @@ def status_table(root: Path) -> str:
         waiting = str(len(fleet.pending(root, name))) if name in inboxes else "-"
         rows.append((name, str(beat.get("kind")), state, str(beat.get("task") or "-"), str(beat.get("completed", 0)),
                      waiting, f"{now - float(beat.get('updated', 0)):.0f}s"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    return fleet.table(rows)
 
 
 def find(root: Path, ident: str) -> dict[str, Any] | None:
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--wait", type=float, metavar="SECONDS", help="wait for the result and print it")
     send.add_argument("prompt")
     commands.add_parser("status", help="agents from their heartbeats; stale ones marked STALE")
+    commands.add_parser("usage", help="model API requests per agent, from the gateway's log (the monitor's report)")
     listing = commands.add_parser("results", help="one line per result")
     listing.add_argument("--worker")
     show = commands.add_parser("show", help="one result as JSON")
@@ -92,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         result = wait(args.root, ident, args.wait)
     elif args.command == "status":
         print(status_table(args.root))
+        return 0
+    elif args.command == "usage":
+        report = fleet.usage_report(args.root)
+        if report is None:
+            raise SystemExit("agentctl: no gateway usage report yet (the monitor writes logs/<monitor>/gateway-usage.json)")
+        print(usage_table(report))
         return 0
     elif args.command == "results":
         for item in fleet.results(args.root, args.worker):

@@ -20,6 +20,8 @@ class Config:
     max_task_bytes: int = 262_144
     max_attempts: int = 3
     poll_only: bool = False
+    docker_api: str = ""
+    project: str = "agentfleet"
 
     @property
     def inbox(self) -> Path:
@@ -49,4 +51,5 @@ class Config:
             max_task_bytes=int(env.get("AGENTFLEET_MAX_TASK_BYTES", "262144")),
             max_attempts=int(env.get("AGENTFLEET_MAX_ATTEMPTS", "3")),
             poll_only=env.get("AGENTFLEET_POLL_ONLY", "") == "1",
+            docker_api=env.get("AGENTFLEET_DOCKER_API", ""), project=env.get("AGENTFLEET_PROJECT", "agentfleet"),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 STALE_AFTER = 3  # heartbeat intervals
@@ -44,3 +45,20 @@ def results(root: Path, worker: str | None = None) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
     return sorted(found, key=lambda result: float(result.get("finished", 0)))
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, the first row the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def usage_report(root: Path) -> dict[str, Any] | None:
+    """The monitor's gateway usage report, wherever the monitor is named."""
+    for path in sorted((root / "logs").glob("*/gateway-usage.json")):
+        try:
+            report: dict[str, Any] = json.loads(path.read_text())
+            return report
+        except (OSError, ValueError):
+            continue
+    return None

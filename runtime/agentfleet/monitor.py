@@ -1,5 +1,6 @@
-"""The monitor: copies finished task/result pairs into the archive after a retention time and
-reports agents whose heartbeat is stale. It reads results and writes only the archive."""
+"""The monitor: copies finished task/result pairs into the archive after a retention time,
+reports agents whose heartbeat is stale and totals the gateway's requests per agent. It reads
+results and writes only the archive and its own log directory."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from . import fleet, schema
+from .gateway_usage import GatewayUsage
 from .config import Config
 from .events import emit
 
@@ -21,6 +23,8 @@ class Monitor:
         self.stopping = threading.Event()
         self.stale: list[str] = []
         self.archived = 0
+        self.usage = GatewayUsage(config.root / "logs" / config.name / "gateway-usage.json")
+        self.usage_error = ""
 
     def archive(self, now: float) -> int:
         count = 0
@@ -45,10 +49,25 @@ class Monitor:
         if archived:
             self.archived += archived
             emit(self.config.name, "archived", count=archived)
+        self.count_gateway_requests()
         schema.write_atomic(self.config.heartbeat, {
             "agent": self.config.name, "kind": self.config.kind, "status": "idle", "task": None, "updated": now,
             "interval": self.config.interval, "completed": self.archived, "pid": os.getpid(),
             "stale": stale})
+
+    def count_gateway_requests(self) -> None:
+        if not self.config.docker_api:
+            return
+        try:
+            counted = self.usage.poll(self.config.docker_api, self.config.project)
+            error = ""
+        except (OSError, ValueError) as problem:
+            counted, error = 0, str(problem)
+        if error != self.usage_error:
+            emit(self.config.name, "gateway-usage-error" if error else "gateway-usage-ok", error=error)
+            self.usage_error = error
+        if counted or not self.usage.report.exists():
+            schema.write_atomic(self.usage.report, self.usage.document())
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         self.stopping.set()

@@ -2,11 +2,17 @@
 
 It answers every POST /v1/messages with one text block (streamed when asked) and records each
 request's credentials and prompt; GET /_seen returns the record. Test use only.
+
+Usage: messages_api.py PORT [CERT KEY IMPOSTER_CERT IMPOSTER_KEY SWITCH]: with certificates it
+speaks TLS, and while the file SWITCH exists it presents the imposter certificate instead (one
+no CA the gateway trusts has signed), so a test can check the gateway refuses it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -80,5 +86,21 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write(fmt % args + "\n")
 
 
+def tls_context(cert: str, key: str, imposter_cert: str, imposter_key: str, switch: str) -> ssl.SSLContext:
+    real, imposter = (ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER) for _ in range(2))
+    real.load_cert_chain(cert, key)
+    imposter.load_cert_chain(imposter_cert, imposter_key)
+
+    def choose(connection: ssl.SSLObject, _name: str | None, _context: ssl.SSLContext) -> None:
+        if os.path.exists(switch):
+            connection.context = imposter
+
+    real.sni_callback = choose
+    return real
+
+
 if __name__ == "__main__":
-    ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1]) if len(sys.argv) > 1 else 8080), Handler).serve_forever()
+    server = ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1]) if len(sys.argv) > 1 else 8080), Handler)
+    if len(sys.argv) > 2:
+        server.socket = tls_context(*sys.argv[2:7]).wrap_socket(server.socket, server_side=True)
+    server.serve_forever()

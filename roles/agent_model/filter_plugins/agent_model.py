@@ -21,6 +21,7 @@ BACKENDS = ("claude", "ollama", "command")
 PER_RECEIVER = ("inbox", "results", "triggers")
 PER_AGENT = ("workspaces", "credentials", "heartbeats", "logs")
 PER_NAME = PER_RECEIVER + PER_AGENT + ("services",)
+SERVICES = ("redis", "gateway", "dockerproxy")
 SHARED = ("archive", "common")
 RESERVED_ROOTS = frozenset(["/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/proc", "/root",
                             "/run", "/sbin", "/sys", "/tmp", "/usr", "/var"])
@@ -127,6 +128,9 @@ def agent_model_errors(model: Model) -> list[str]:
             errors.append(f"{label}.name: {service.get('name')!r} does not match ^[a-z][a-z0-9-]{{0,30}}$")
         errors += _id_errors(f"{label}.uid", service.get("uid"), model["uid_floor"])
         errors += _id_errors(f"{label}.gid", service.get("gid", service.get("uid")), model["uid_floor"])
+    missing = sorted(set(SERVICES) - {service.get("name") for service in model["services"]})
+    if missing:
+        errors.append(f"agent_model_services: the stack needs {', '.join(missing)} (set their uid, do not remove them)")
     for field in ("observers_gid", "common_gid"):
         errors += _id_errors(f"agent_model_{field}", model[field], model["uid_floor"])
     if errors:

@@ -10,6 +10,7 @@ from typing import Any
 INSIDE = "/agentfleet"
 PLACEHOLDER_KEY = "sk-ant-placeholder-the-gateway-holds-the-real-key"
 GATEWAY_PORT = 8080
+DOCKERPROXY_PORT = 2375
 
 
 def agent_stack_mounts(stack: dict[str, Any], name: str) -> list[str]:
@@ -54,29 +55,38 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
     if backend["type"] == "ollama":
         backend["ollama_url"] = settings["ollama_url"]
     interval = settings["heartbeat_interval"]
-    name = agent["name"]
+    name, command = agent["name"], _command(agent)
+    networks: dict[str, Any] = {"agents": {"ipv4_address": address}}
+    depends_on = {"gateway": {"condition": "service_healthy"}}
+    environment = {
+        "AGENTFLEET_NAME": name, "AGENTFLEET_KIND": agent["kind"], "AGENTFLEET_ROOT": INSIDE,
+        "AGENTFLEET_BACKEND": json.dumps(backend, sort_keys=True),
+        "AGENTFLEET_HEARTBEAT_INTERVAL": str(interval),
+        "AGENTFLEET_STOP_GRACE": str(max(1, settings["stop_grace"] - 5)),
+        "AGENTFLEET_RETENTION": str(settings["retention"]),
+        "ANTHROPIC_BASE_URL": f"http://gateway:{GATEWAY_PORT}", "ANTHROPIC_API_KEY": PLACEHOLDER_KEY,
+        "CLAUDE_CONFIG_DIR": f"{INSIDE}/credentials/{name}",
+    }
+    if command == "monitor":
+        # Only the monitor reaches the Docker API, and only its read endpoints (the gateway's log).
+        networks["dockerapi"] = {}
+        depends_on["dockerproxy"] = {"condition": "service_healthy"}
+        environment |= {"AGENTFLEET_DOCKER_API": f"http://dockerproxy:{DOCKERPROXY_PORT}",
+                        "AGENTFLEET_PROJECT": settings["project"]}
     return {
         "image": images["agent"] if agent["image"] == "agentfleet/agent:local" else agent["image"],
-        "command": [_command(agent)],
+        "command": [command],
         "user": f"{user['uid']}:{user['gid']}",
         "group_add": [str(gids[group]) for group in user["groups"]],
-        "environment": {
-            "AGENTFLEET_NAME": name, "AGENTFLEET_KIND": agent["kind"], "AGENTFLEET_ROOT": INSIDE,
-            "AGENTFLEET_BACKEND": json.dumps(backend, sort_keys=True),
-            "AGENTFLEET_HEARTBEAT_INTERVAL": str(interval),
-            "AGENTFLEET_STOP_GRACE": str(max(1, settings["stop_grace"] - 5)),
-            "AGENTFLEET_RETENTION": str(settings["retention"]),
-            "ANTHROPIC_BASE_URL": f"http://gateway:{GATEWAY_PORT}", "ANTHROPIC_API_KEY": PLACEHOLDER_KEY,
-            "CLAUDE_CONFIG_DIR": f"{INSIDE}/credentials/{name}",
-        },
+        "environment": environment,
         "volumes": agent_stack_mounts(stack, name),
         "working_dir": f"{INSIDE}/workspaces/{name}",
         "runtime": agent["runtime"],
         **_hardening(agent["resources"], settings, f"uid={user['uid']},gid={user['gid']},mode=0700"),
         "healthcheck": {"test": ["CMD", "python3", "-m", "agentfleet", "health"], "interval": f"{interval}s",
                         "timeout": "5s", "retries": 3, "start_period": f"{3 * interval}s"},
-        "networks": {"agents": {"ipv4_address": address}},
-        "depends_on": {"gateway": {"condition": "service_healthy"}},
+        "networks": networks,
+        "depends_on": depends_on,
     }
 
 
@@ -95,13 +105,14 @@ def agent_stack_compose(stack: dict[str, Any], images: dict[str, str], settings:
     """The whole compose project; settings are the agent_stack_* variables without the prefix."""
     addresses = agent_stack_addresses(stack, settings["subnet"])
     services = {user["name"].removeprefix("agentfleet-"): user for user in stack["users"]
-                if user["name"] in ("agentfleet-gateway", "agentfleet-redis")}
+                if user["name"] in ("agentfleet-gateway", "agentfleet-redis", "agentfleet-dockerproxy")}
     small = {"cpus": 0.5, "memory": "256m", "pids": 64}
-    gateway, redis = services["gateway"], services["redis"]
+    gateway, redis, proxy = services["gateway"], services["redis"], services["dockerproxy"]
     compose: dict[str, Any] = {"name": settings["project"], "services": {
         "gateway": {
             "image": images["gateway"], "user": f"{gateway['uid']}:{gateway['gid']}",
-            "volumes": [f"{settings['dir']}/nginx.conf:/etc/nginx/nginx.conf:ro"],
+            "volumes": [f"{settings['dir']}/nginx.conf:/etc/nginx/nginx.conf:ro"]
+            + ([f"{settings['dir']}/upstream-ca.pem:/etc/nginx/upstream-ca.pem:ro"] if settings.get("gateway_ca") else []),
             "secrets": ["gateway_key"],
             **_hardening(small, settings, f"uid={gateway['uid']},gid={gateway['gid']},mode=0700"),
             "healthcheck": {"test": ["CMD", "curl", "-fsS", f"http://127.0.0.1:{GATEWAY_PORT}/_agentfleet/health"],
@@ -117,8 +128,19 @@ def agent_stack_compose(stack: dict[str, Any], images: dict[str, str], settings:
                                      "redis-cli ping | grep -q PONG"], "interval": "5s", "timeout": "3s", "retries": 3},
             "networks": {"agents": {"ipv4_address": addresses["redis"]}},
         },
+        "dockerproxy": {
+            "image": images["dockerproxy"], "user": f"{proxy['uid']}:{proxy['gid']}",
+            "group_add": [str(settings["docker_gid"])],
+            "volumes": [f"{settings['dir']}/haproxy.cfg:/etc/haproxy/haproxy.cfg:ro",
+                        "/var/run/docker.sock:/var/run/docker.sock:rw"],
+            **_hardening(small, settings, f"uid={proxy['uid']},gid={proxy['gid']},mode=0700"),
+            "healthcheck": {"test": ["CMD", "curl", "-fsS", f"http://127.0.0.1:{DOCKERPROXY_PORT}/_ping"],
+                            "interval": "5s", "timeout": "3s", "retries": 3},
+            "networks": {"dockerapi": {}},
+        },
     }, "networks": {
         "agents": {"internal": True, "ipam": {"config": [{"subnet": settings["subnet"]}]}},
+        "dockerapi": {"internal": True},
         "egress": {},
     }, "secrets": {
         "gateway_key": {"file": f"{settings['dir']}/secrets/gateway_key.conf"},
@@ -131,7 +153,7 @@ def agent_stack_compose(stack: dict[str, Any], images: dict[str, str], settings:
 
 KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 PASSWORD = re.compile(r"^[A-Za-z0-9_-]{16,}$")
-UPSTREAM = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+UPSTREAM = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 
 def agent_stack_input_errors(settings: dict[str, Any], api_key: str, redis_password: str, upstream: str,
@@ -144,7 +166,7 @@ def agent_stack_input_errors(settings: dict[str, Any], api_key: str, redis_passw
     if not PASSWORD.match(redis_password or ""):
         errors.append("agent_stack_redis_password: required, at least 16 letters, digits, _ or -")
     if not UPSTREAM.match(upstream):
-        errors.append(f"agent_stack_gateway_upstream: {upstream!r} is not scheme://host[:port] (http or https)")
+        errors.append(f"agent_stack_gateway_upstream: {upstream!r} is not https://host[:port] (the key only travels over TLS)")
     try:
         network = ipaddress.ip_network(settings["subnet"])
         if network.version != 4 or not network.is_private or network.num_addresses < 16:

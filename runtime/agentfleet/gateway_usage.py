@@ -1,0 +1,108 @@
+"""The gateway's per-agent usage, read by the monitor from the gateway container's log.
+
+The log comes through the Docker API proxy (read endpoints only). Each gateway line is JSON with
+the calling agent's name; the monitor keeps running totals in a report other observers read.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import struct
+import urllib.parse
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .fleet import table
+
+Stamp = tuple[int, int]  # (unix seconds, nanoseconds): Docker's log timestamps, exactly
+
+
+def docker_get(api: str, path: str, query: dict[str, str]) -> bytes:
+    """GET from the Docker API at api (http://host:port); raises OSError on any failure."""
+    parts = urllib.parse.urlsplit(api)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=10)
+    try:
+        connection.request("GET", f"{path}?{urllib.parse.urlencode(query)}")
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise OSError(f"docker API {path}: HTTP {response.status} {body[:120]!r}")
+    return body
+
+
+def demultiplex(stream: bytes) -> list[str]:
+    """Lines of a non-TTY container log: frames of an 8-byte header (stream, size) then the payload."""
+    lines, offset = [], 0
+    while offset + 8 <= len(stream):
+        size = struct.unpack(">I", stream[offset + 4:offset + 8])[0]
+        lines += stream[offset + 8:offset + 8 + size].decode("utf-8", "replace").splitlines()
+        offset += 8 + size
+    return lines
+
+
+def parse_stamp(text: str) -> Stamp:
+    """Docker's RFC 3339 timestamp with nanoseconds, e.g. 2026-11-22T06:30:00.123456789Z."""
+    seconds, _, fraction = text.rstrip("Z").partition(".")
+    moment = datetime.strptime(seconds, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    return int(moment.timestamp()), int((fraction or "0").ljust(9, "0")[:9])
+
+
+class GatewayUsage:
+    """Running totals per agent; `since` is the last log line counted, so nothing counts twice."""
+
+    def __init__(self, report: Path) -> None:
+        self.report = report
+        self.agents: dict[str, dict[str, Any]] = {}
+        self.since: Stamp = (0, 0)
+        if report.exists():
+            saved = json.loads(report.read_text())
+            self.agents, self.since = saved["agents"], (int(saved["since"][0]), int(saved["since"][1]))
+
+    def add(self, lines: list[str]) -> int:
+        """Count timestamped gateway lines newer than `since`; returns how many requests were new."""
+        counted = 0
+        for line in lines:
+            stamp_text, _, text = line.partition(" ")
+            try:
+                stamp, entry = parse_stamp(stamp_text), json.loads(text)
+            except ValueError:
+                continue  # not an access line (nginx notices)
+            if stamp <= self.since or not isinstance(entry, dict) or "status" not in entry:
+                continue
+            self.since = stamp
+            name = str(entry.get("agent") or "(not an agent)")
+            totals = self.agents.setdefault(name, {"requests": 0, "sent": 0, "received": 0, "status": {}, "last": ""})
+            totals["requests"] += 1
+            totals["sent"] += int(entry.get("sent", 0))
+            totals["received"] += int(entry.get("received", 0))
+            status = str(entry["status"])
+            totals["status"][status] = totals["status"].get(status, 0) + 1
+            totals["last"] = str(entry.get("time", ""))
+            counted += 1
+        return counted
+
+    def poll(self, api: str, project: str) -> int:
+        """Fetch the gateway's new log lines through the proxy and count them."""
+        labels = {"label": [f"com.docker.compose.project={project}", "com.docker.compose.service=gateway"]}
+        found = json.loads(docker_get(api, "/containers/json", {"filters": json.dumps(labels)}))
+        if not found:
+            return 0
+        since = f"{self.since[0]}.{self.since[1]:09d}"
+        log = docker_get(api, f"/containers/{found[0]['Id']}/logs", {"stdout": "1", "timestamps": "1", "since": since})
+        return self.add(demultiplex(log))
+
+    def document(self) -> dict[str, Any]:
+        return {"agents": self.agents, "since": list(self.since)}
+
+
+def usage_table(report: dict[str, Any]) -> str:
+    rows = [("AGENT", "REQUESTS", "STATUS", "SENT", "RECEIVED", "LAST")]
+    for name, totals in sorted(report["agents"].items()):
+        statuses = ",".join(f"{code}:{count}" for code, count in sorted(totals["status"].items()))
+        rows.append((name, str(totals["requests"]), statuses, str(totals["sent"]), str(totals["received"]),
+                     totals["last"]))
+    return table(rows)

@@ -1,0 +1,139 @@
+"""The monitor totals the gateway's requests per agent from its log, through a (fake) Docker API."""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from agentfleet import agentctl
+from agentfleet.backends import Backend
+from agentfleet.config import Config
+from agentfleet.gateway_usage import demultiplex, parse_stamp
+from agentfleet.monitor import Monitor
+from runtime_helpers import make_tree
+
+
+class FakeDockerAPI(ThreadingHTTPServer):
+    """Serves one gateway container whose stdout log lines are (timestamp, text); records paths."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), FakeHandler)
+        self.lines: list[tuple[str, str]] = []
+        self.paths: list[str] = []
+        self.refuse = False
+
+
+class FakeHandler(BaseHTTPRequestHandler):
+    server: FakeDockerAPI
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        url = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(url.query)
+        self.server.paths.append(url.path)
+        if self.server.refuse:
+            self.answer(403, b"agentfleet dockerproxy: only read endpoints are allowed")
+        elif url.path == "/containers/json":
+            labels = json.loads(query["filters"][0])["label"]
+            assert "com.docker.compose.service=gateway" in labels
+            self.answer(200, json.dumps([{"Id": "gw1"}]).encode())
+        elif url.path == "/containers/gw1/logs":
+            since = parse_stamp_from_query(query["since"][0])
+            frames = b"".join(frame(f"{stamp} {text}\n") for stamp, text in self.server.lines
+                              if parse_stamp(stamp) >= since)
+            self.answer(200, frames)
+        else:
+            self.answer(404, b"{}")
+
+    def answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def parse_stamp_from_query(text: str) -> tuple[int, int]:
+    seconds, _, nanos = text.partition(".")
+    return int(seconds), int(nanos or 0)
+
+
+def frame(text: str, stream: int = 1) -> bytes:
+    payload = text.encode()
+    return struct.pack(">BxxxI", stream, len(payload)) + payload
+
+
+def access(agent: str, status: int, sent: int = 100) -> str:
+    return json.dumps({"time": "2026-11-22T06:30:00+00:00", "agent": agent, "method": "POST", "path": "/v1/messages",
+                       "status": status, "sent": sent, "received": 50})
+
+
+@pytest.fixture(name="api")
+def fixture_api() -> Iterator[FakeDockerAPI]:
+    server = FakeDockerAPI()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+def monitor(root: Path, api: FakeDockerAPI) -> Monitor:
+    (root / "logs" / "monitor").mkdir(parents=True)
+    config = Config(name="monitor", kind="monitor", root=root, backend=Backend.from_json('{"type": "command", "argv": ["true"]}'),
+                    docker_api=f"http://127.0.0.1:{api.server_address[1]}")
+    return Monitor(config, retention=3600)
+
+
+def test_frames_and_timestamps_are_parsed_exactly() -> None:
+    assert demultiplex(frame("a\nb\n") + frame("c\n", stream=2)) == ["a", "b", "c"]
+    assert parse_stamp("2026-11-22T06:30:00.000000042Z") == (1795329000, 42)
+    assert parse_stamp("2026-11-22T06:30:00.5Z") == (1795329000, 500_000_000)
+
+
+def test_requests_are_totalled_per_agent_and_never_twice(tmp_path: Path, api: FakeDockerAPI,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_tree(tmp_path, ["marie"])
+    api.lines = [("2026-11-22T06:30:00.000000001Z", access("marie", 200)),
+                 ("2026-11-22T06:30:00.000000002Z", "2026/11/22 06:30:00 [notice] 1#1: a notice, not a request"),
+                 ("2026-11-22T06:30:00.000000003Z", access("marie", 429, sent=10)),
+                 ("2026-11-22T06:30:01.000000000Z", access("", 403, sent=70))]
+    watcher = monitor(root, api)
+    watcher.check(0)
+    watcher.check(0)  # the same lines again: the proxy's since is inclusive, the monitor is not
+    report = json.loads((root / "logs" / "monitor" / "gateway-usage.json").read_text())
+    assert report["agents"]["marie"] == {"requests": 2, "sent": 110, "received": 100, "status": {"200": 1, "429": 1},
+                                         "last": "2026-11-22T06:30:00+00:00"}
+    assert report["agents"]["(not an agent)"]["status"] == {"403": 1}
+    api.lines.append(("2026-11-22T06:30:02.000000000Z", access("marie", 200)))
+    monitor_again = Monitor(watcher.config, retention=3600)  # a restarted monitor resumes from its report
+    monitor_again.check(0)
+    assert json.loads(monitor_again.usage.report.read_text())["agents"]["marie"]["requests"] == 3
+    assert agentctl.main(["--root", str(root), "usage"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["AGENT", "REQUESTS", "STATUS"]
+    assert ["marie", "3", "200:2,429:1"] in [line.split()[:3] for line in table]
+
+
+def test_a_refusing_proxy_is_reported_and_the_monitor_keeps_going(tmp_path: Path, api: FakeDockerAPI,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_tree(tmp_path, ["marie"])
+    api.refuse = True
+    watcher = monitor(root, api)
+    watcher.check(0)
+    assert "gateway-usage-error" in capsys.readouterr().out and watcher.usage_error.startswith("docker API")
+    assert (root / "heartbeats" / "monitor" / "heartbeat.json").exists()
+    api.refuse = False
+    watcher.check(0)
+    assert "gateway-usage-ok" in capsys.readouterr().out
+
+
+def test_usage_without_a_report_says_so(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no gateway usage report yet"):
+        agentctl.main(["--root", str(make_tree(tmp_path, ["marie"])), "usage"])
