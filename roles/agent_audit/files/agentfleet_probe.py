@@ -1,0 +1,322 @@
+"""Attacks one agent container from inside, as its own user; prints one JSON row per attempt.
+
+Run as `docker exec -i CONTAINER python3 - SPEC_JSON < agentfleet_probe.py` (the root
+filesystem is read-only and /tmp is noexec, so the probe never lands as a file). The spec comes
+from the agent model (role agent_audit); every target is an address or name of the stack or of
+the test's own hosts. A row's "ok" is true when the attack failed the way the spec expects.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+Row = dict[str, Any]
+KEY = re.compile(rb"sk-ant-[A-Za-z0-9_-]{12,}")
+PLACEHOLDER = b"sk-ant-placeholder"
+TIMEOUT = 3.0
+SYSTEM_DIRS = ("/bin", "/sbin", "/usr", "/lib", "/etc", "/opt")
+ALLOWED_MOUNTS = ("/", "/proc", "/dev", "/sys", "/tmp", "/home/agent", "/etc/hosts", "/etc/hostname",
+                  "/etc/resolv.conf", "/agentfleet", "/run/secrets", "/dev/shm", "/dev/mqueue", "/dev/pts",
+                  "/sys/fs/cgroup", "/proc/")
+
+
+def row(check: str, target: str, ok: bool, observed: str) -> Row:
+    return {"check": check, "target": target, "ok": ok, "observed": observed[:300]}
+
+
+def status_field(name: str) -> str:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(name + ":"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+def check_privileges(_: dict[str, Any]) -> list[Row]:
+    caps, nnp, seccomp = status_field("CapEff"), status_field("NoNewPrivs"), status_field("Seccomp")
+    bounding = status_field("CapBnd")
+    return [
+        row("capabilities", "CapEff", int(caps, 16) == 0, f"CapEff={caps}"),
+        row("capabilities", "CapBnd", int(bounding, 16) == 0, f"CapBnd={bounding}"),
+        row("no_new_privs", "NoNewPrivs", nnp == "1", f"NoNewPrivs={nnp}"),
+        row("seccomp", "Seccomp", seccomp == "2", f"Seccomp={seccomp} (2 = filter)"),
+        row("non_root", "uid", os.getuid() != 0 and os.geteuid() != 0, f"uid={os.getuid()} euid={os.geteuid()}"),
+    ]
+
+
+def check_setuid(_: dict[str, Any]) -> list[Row]:
+    found = []
+    for top in SYSTEM_DIRS:
+        for base, _dirs, files in os.walk(top):
+            for name in files:
+                path = os.path.join(base, name)
+                try:
+                    mode = os.lstat(path).st_mode
+                except OSError:
+                    continue
+                if stat.S_ISREG(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
+                    found.append(path)
+    sudo = [path for path in ("/usr/bin/sudo", "/bin/sudo", "/usr/bin/doas") if os.path.exists(path)]
+    return [row("no_setuid", "setuid/setgid files", not found, ", ".join(found) or "none"),
+            row("no_setuid", "sudo", not sudo, ", ".join(sudo) or "none")]
+
+
+def write_attempt(path: str) -> tuple[bool, str]:
+    """(blocked, what happened) for creating a file at path."""
+    try:
+        with open(path, "x", encoding="ascii") as handle:
+            handle.write("x")
+    except OSError as error:
+        return True, errno.errorcode.get(error.errno or 0, str(error))
+    os.unlink(path)
+    return False, "created"
+
+
+def check_filesystem(_: dict[str, Any]) -> list[Row]:
+    rows = []
+    for path in ("/probe", "/usr/probe", "/etc/probe"):
+        blocked, seen = write_attempt(path)
+        rows.append(row("read_only_root", path, blocked, seen))
+    script = "/tmp/.agentfleet-probe.sh"
+    with open(script, "w", encoding="ascii") as handle:
+        handle.write("#!/bin/sh\necho ran\n")
+    os.chmod(script, 0o755)
+    try:
+        ran = subprocess.run([script], capture_output=True, text=True, timeout=TIMEOUT, check=False).stdout.strip()
+        rows.append(row("noexec_tmp", script, ran != "ran", f"executed: {ran}"))
+    except OSError as error:
+        rows.append(row("noexec_tmp", script, True, errno.errorcode.get(error.errno or 0, str(error))))
+    finally:
+        os.unlink(script)
+    for path in ("/proc/sys/kernel/hostname", "/proc/sys/net/ipv4/ip_forward", "/proc/sysrq-trigger"):
+        try:
+            with open(path, "w", encoding="ascii") as handle:
+                handle.write("1\n")
+            rows.append(row("proc_sys", path, False, "written"))
+        except OSError as error:
+            rows.append(row("proc_sys", path, True, errno.errorcode.get(error.errno or 0, str(error))))
+    return rows
+
+
+def mounts() -> list[tuple[str, str]]:
+    """(mount point, source) of every mount this container sees."""
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        for line in handle:
+            fields = line.split()
+            found.append((fields[4], fields[3]))
+    return found
+
+
+def check_host_filesystem(spec: dict[str, Any]) -> list[Row]:
+    inside = spec["inside_root"]
+    extra = [point for point, _ in mounts()
+             if not (point in ALLOWED_MOUNTS or point.startswith(inside + "/") or point.startswith("/proc/")
+                     or point.startswith("/sys/") or point.startswith("/dev/") or point.startswith("/run/secrets/"))]
+    sockets = [path for path in ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock")
+               if os.path.exists(path)]
+    return [row("host_filesystem", "mounts", not extra, ", ".join(extra) or "only the stack's mounts"),
+            row("host_filesystem", "runtime sockets", not sockets, ", ".join(sockets) or "none")]
+
+
+def access(path: str, action: str) -> bool:
+    """True when this process can list, read or write path (a directory)."""
+    try:
+        if action == "list":
+            os.listdir(path)
+        elif action == "read":
+            for name in os.listdir(path):
+                with open(os.path.join(path, name), "rb") as handle:
+                    handle.read(1)
+        else:
+            blocked, _ = write_attempt(os.path.join(path, ".agentfleet-probe"))
+            return not blocked
+    except OSError:
+        return False
+    return True
+
+
+def check_paths(spec: dict[str, Any]) -> list[Row]:
+    """Every path of the access matrix: allowed actions work, everything else fails."""
+    rows = []
+    for entry in spec["paths"]:
+        for action in ("list", "write"):
+            expected = entry["write"] if action == "write" else entry["read"]
+            done = access(entry["path"], action)
+            rows.append(row("agent_files", f"{action} {entry['path']}", done == expected,
+                            f"{'allowed' if done else 'denied'} (model: {'allowed' if expected else 'denied'})"))
+    return rows
+
+
+def check_processes(_: dict[str, Any]) -> list[Row]:
+    foreign = []
+    for pid in (name for name in os.listdir("/proc") if name.isdigit()):
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+                uid = next(line.split()[1] for line in handle if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        if int(uid) != os.getuid():
+            foreign.append(f"{pid}(uid {uid})")
+    return [row("processes", "/proc", not foreign, ", ".join(foreign) or "only this agent's processes")]
+
+
+def connect(target: str) -> tuple[bool, str]:
+    """(reachable, what happened) for a TCP connect to host:port; refused also means reachable."""
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=TIMEOUT):
+            return True, "connected"
+    except ConnectionRefusedError:
+        return True, "refused (the address answers)"
+    except socket.gaierror as error:
+        return False, f"no such name ({error.args[-1]})"
+    except OSError as error:
+        return False, errno.errorcode.get(error.errno or 0, "timeout") if error.errno else "timeout"
+
+
+def check_network(spec: dict[str, Any]) -> list[Row]:
+    rows = []
+    for family, targets in spec["unreachable"].items():
+        for target in targets:
+            reachable, seen = connect(target)
+            rows.append(row(family, target, not reachable, seen))
+    for target in spec["reachable"]:
+        reachable, seen = connect(target)
+        rows.append(row("needed_services", target, reachable, seen))
+    for name in spec["outside_names"]:
+        try:
+            found = socket.getaddrinfo(name, 443, proto=socket.IPPROTO_TCP)
+            rows.append(row("external_dns", name, False, f"resolved to {found[0][4][0]}"))
+        except socket.gaierror as error:
+            rows.append(row("external_dns", name, True, f"no answer ({error.args[-1]})"))
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
+        rows.append(row("raw_sockets", "AF_INET/SOCK_RAW", False, "opened"))
+    except OSError as error:
+        rows.append(row("raw_sockets", "AF_INET/SOCK_RAW", True, errno.errorcode.get(error.errno or 0, str(error))))
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close()
+        rows.append(row("raw_sockets", "AF_PACKET", False, "opened"))
+    except OSError as error:
+        rows.append(row("raw_sockets", "AF_PACKET", True, errno.errorcode.get(error.errno or 0, str(error))))
+    return rows
+
+
+def http_status(target: str, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    host, _, port = target.rpartition(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT * 3)
+    try:
+        connection.request(method, path, body=b"{}" if method == "POST" else None,
+                           headers={"Content-Type": "application/json", **(headers or {})})
+        response = connection.getresponse()
+        return response.status, response.read(400).decode("utf-8", "replace")
+    finally:
+        connection.close()
+
+
+def check_docker_api(spec: dict[str, Any]) -> list[Row]:
+    rows = []
+    for target in spec["docker_api"]:
+        for method, path in (("POST", "/containers/create"), ("POST", "/containers/x/exec"),
+                             ("GET", "/containers/x/archive?path=/"), ("GET", "/containers/x/export")):
+            try:
+                status, _ = http_status(target, method, path)
+                rows.append(row("docker_api", f"{method} {path} via {target}", status == 403, f"HTTP {status}"))
+            except OSError as error:
+                rows.append(row("docker_api", f"{method} {path} via {target}", True, f"unreachable ({error})"))
+    return rows
+
+
+def check_egress_proxy(spec: dict[str, Any]) -> list[Row]:
+    proxy = spec.get("proxy")
+    if not proxy:
+        return []
+    rows = []
+    for destination, expected in spec["proxy_cases"]:
+        try:
+            status, body = http_status(proxy, "CONNECT", destination, {"Host": destination})
+        except OSError as error:
+            status, body = 0, str(error)
+        rule = re.search(r"agentfleet egress: [^<\n]*", body)
+        seen = f"HTTP {status}" + (f" ({rule.group(0)})" if rule else "")
+        ok = status == 200 if expected == "allowed" else (status == 403 and rule is not None)
+        rows.append(row("egress_proxy", f"CONNECT {destination}", ok, seen))
+    return rows
+
+
+def check_gateway(spec: dict[str, Any]) -> list[Row]:
+    """The gateway forwards to its one upstream whatever host the request names."""
+    gateway = spec.get("gateway")
+    if not gateway:
+        return []
+    rows = []
+    for outside in spec["outside_http"]:
+        for path, headers in ((f"http://{outside}/", {"Host": outside}), ("/", {"Host": outside})):
+            try:
+                status, body = http_status(gateway, "GET", path, headers)
+                rows.append(row("gateway_other_host", f"GET {path} Host: {outside}", "agentfleet-outside" not in body,
+                                f"HTTP {status}"))
+            except OSError as error:
+                rows.append(row("gateway_other_host", f"GET {path}", True, f"failed ({error})"))
+    return rows
+
+
+def check_key_hunt(spec: dict[str, Any]) -> list[Row]:
+    """Look for a model API key anywhere this agent can read: environments, files, the gateway's files."""
+    found = []
+    for pid in (name for name in os.listdir("/proc") if name.isdigit()):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if any(m != PLACEHOLDER and not m.startswith(PLACEHOLDER) for m in KEY.findall(handle.read())):
+                    found.append(f"/proc/{pid}/environ")
+        except OSError:
+            continue
+    for top in [spec["inside_root"], "/home", "/tmp", "/etc", "/run", "/opt"]:
+        for base, _dirs, files in os.walk(top):
+            for name in files:
+                path = os.path.join(base, name)
+                try:
+                    with open(path, "rb") as handle:
+                        data = handle.read(1_000_000)
+                except OSError:
+                    continue
+                if any(not m.startswith(PLACEHOLDER) for m in KEY.findall(data)):
+                    found.append(path)
+    return [row("api_key_hunt", "environments and readable files", not found, ", ".join(found[:5]) or "no key")]
+
+
+CHECKS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "privileges": check_privileges, "setuid": check_setuid, "filesystem": check_filesystem,
+    "host_filesystem": check_host_filesystem, "paths": check_paths, "processes": check_processes,
+    "network": check_network, "docker_api": check_docker_api, "egress_proxy": check_egress_proxy,
+    "gateway": check_gateway, "key_hunt": check_key_hunt,
+}
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[0])
+    rows = []
+    for name in spec.get("checks") or list(CHECKS):
+        try:
+            rows += CHECKS[name](spec)
+        except Exception as error:  # noqa: BLE001 (a probe that breaks must say so, not hide a check)
+            rows.append(row(name, "probe", False, f"the probe failed: {error!r}"))
+    json.dump({"agent": spec["agent"], "rows": rows}, sys.stdout)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
