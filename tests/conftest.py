@@ -6,5 +6,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for plugins in sorted([*ROOT.glob("roles/*/filter_plugins"), *ROOT.glob("roles/*/library"), ROOT / "runtime"]):
+for plugins in sorted([*ROOT.glob("roles/*/filter_plugins"), *ROOT.glob("roles/*/library"), ROOT / "runtime",
+                       ROOT / "roles" / "agent_audit" / "files"]):
     sys.path.insert(0, str(plugins))

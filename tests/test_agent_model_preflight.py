@@ -90,10 +90,15 @@ BAD_MODELS: list[tuple[str, dict[str, Any], str]] = [
      "only one agent per host may hold archives, found ['orchestrator', 'monitor']"),
     ("service uid clashes with an agent", {"agent_model_services": [{"name": "redis", "uid": 10003},
                                                                     {"name": "gateway", "uid": 10801},
-                                                                    {"name": "dockerproxy", "uid": 10802}]},
+                                                                    {"name": "dockerproxy", "uid": 10802},
+                                                                    {"name": "egress", "uid": 10803}]},
      "uid: 10003 is used by both agent fabien and service redis"),
+    ("raw IP in an egress allowlist", {"agent_model_agents": agents(anga={"egress": ["registry.npmjs.org", "10.1.2.3"]})},
+     "agent_model_agents[2] (anga).egress[1]: '10.1.2.3' is not a domain name"),
+    ("wildcard in an egress allowlist", {"agent_model_agents": agents(anga={"egress": ["*.npmjs.org"]})},
+     "agent_model_agents[2] (anga).egress[0]: '*.npmjs.org' is not a domain name"),
     ("a required service removed", {"agent_model_services": [{"name": "redis", "uid": 10800}]},
-     "agent_model_services: the stack needs dockerproxy, gateway (set their uid, do not remove them)"),
+     "agent_model_services: the stack needs dockerproxy, egress, gateway (set their uid, do not remove them)"),
 ]
 
 

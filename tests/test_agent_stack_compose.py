@@ -9,22 +9,25 @@ from typing import Any
 import pytest
 import yaml
 from agent_model import agent_model_stack
-from agent_stack import agent_stack_compose, agent_stack_input_errors
+from agent_stack import agent_stack_compose, agent_stack_input_errors, agent_stack_networks
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = yaml.safe_load((ROOT / "roles" / "agent_model" / "defaults" / "main.yml").read_text())
 STACK = yaml.safe_load((ROOT / "roles" / "agent_stack" / "defaults" / "main.yml").read_text())
 SETTINGS = {**{name.removeprefix("agent_stack_"): value for name, value in STACK.items()}, "docker_gid": 998}
 IMAGES = {"agent": "agentfleet/agent:abc", "redis": "agentfleet/redis:abc", "gateway": "agentfleet/gateway:abc",
-          "dockerproxy": "agentfleet/dockerproxy:abc"}
+          "dockerproxy": "agentfleet/dockerproxy:abc", "egress": "agentfleet/egress:abc"}
 READ_PATHS = yaml.safe_load((ROOT / "roles" / "agent_stack" / "vars" / "main.yml").read_text())[
     "__agent_stack_dockerproxy_read_paths"].strip("'")
 
 
+def default_stack() -> dict[str, Any]:
+    return agent_model_stack({name.removeprefix("agent_model_"): value for name, value in MODEL.items()})
+
+
 @pytest.fixture(name="compose")
 def fixture_compose() -> dict[str, Any]:
-    stack = agent_model_stack({name.removeprefix("agent_model_"): value for name, value in MODEL.items()})
-    return agent_stack_compose(stack, IMAGES, SETTINGS)
+    return agent_stack_compose(default_stack(), IMAGES, SETTINGS)
 
 
 def test_marie_mounts_only_her_own_paths(compose: dict[str, Any]) -> None:
@@ -86,8 +89,36 @@ def test_agents_carry_a_placeholder_key_and_call_the_gateway(compose: dict[str, 
     environment = compose["services"]["anga"]["environment"]
     assert environment["ANTHROPIC_BASE_URL"] == "http://gateway:8080"
     assert environment["ANTHROPIC_API_KEY"].startswith("sk-ant-placeholder")
-    assert compose["networks"]["agents"]["internal"] is True
     assert "egress" in compose["services"]["gateway"]["networks"] and "egress" not in compose["services"]["anga"]["networks"]
+
+
+def test_each_agent_has_its_own_network_with_the_services_and_no_other_agent(compose: dict[str, Any]) -> None:
+    agents = ["orchestrator", "marie", "anga", "fabien", "monitor"]
+    for name in agents:
+        network = f"agent_{name}"
+        members = sorted(service for service, spec in compose["services"].items() if network in spec["networks"])
+        assert members == sorted([name, "gateway", "redis", "egress"]), (name, members)
+        assert compose["networks"][network]["internal"] is True
+        assert compose["networks"][network]["driver_opts"] == {"com.docker.network.bridge.inhibit_ipv4": "true"}
+    assert compose["services"]["anga"]["networks"]["agent_anga"] == {"ipv4_address": "10.213.113.66"}
+    assert [name for name, spec in compose["networks"].items() if not spec.get("internal")] == ["egress"]
+    outside = sorted(service for service, spec in compose["services"].items() if "egress" in spec["networks"])
+    assert outside == ["egress", "gateway"]
+
+
+def test_network_slots_follow_the_uid_and_collisions_are_refused() -> None:
+    stack = default_stack()
+    networks = agent_stack_networks(stack, "10.213.0.0/16")
+    assert networks["anga"]["subnet"] == "10.213.113.64/28"  # 10002 % 4095 = 1812; 1812 * 16 = 113 * 256 + 64
+    assert networks["dockerapi"]["subnet"] == "10.213.255.240/28"
+    errors = agent_stack_input_errors({**SETTINGS, "subnet": "10.213.0.0/24"}, "k", "p" * 16, "https://a.test", True,
+                                      stack)
+    assert errors == [], errors
+    moved = default_stack()
+    next(u for u in moved["users"] if u["name"] == "agent-anga")["uid"] = 10001 + 15  # marie's slot in a /24 (15 slots)
+    errors = agent_stack_input_errors({**SETTINGS, "subnet": "10.213.0.0/24"}, "k", "p" * 16, "https://a.test", True,
+                                      moved)
+    assert any("agent-marie and agent-anga get the same /28" in error for error in errors), errors
 
 
 def test_uids_come_from_the_model(compose: dict[str, Any]) -> None:
@@ -104,7 +135,7 @@ BAD = [
     ({"upstream": "https://evil.test/path"}, "agent_stack_gateway_upstream: 'https://evil.test/path' is not"),
     ({"upstream": "http://api.anthropic.com"}, "agent_stack_gateway_upstream: 'http://api.anthropic.com' is not https"),
     ({"subnet": "8.8.8.0/24"}, "agent_stack_subnet: 8.8.8.0/24 must be a private IPv4"),
-    ({"subnet": "10.0.0.0/30"}, "must be a private IPv4 network of 16+"),
+    ({"subnet": "10.0.0.0/25"}, "must be a private IPv4 network of /24 or larger"),
     ({"heartbeat_interval": 0}, "agent_stack_heartbeat_interval: 0 must be"),
     ({"project": "Agent Fleet"}, "agent_stack_project"),
 ]

@@ -1,7 +1,8 @@
 """A test endpoint that speaks enough of the Anthropic Messages API for the real Claude Code CLI.
 
 It answers every POST /v1/messages with one text block (streamed when asked) and records each
-request's credentials and prompt; GET /_seen returns the record. Test use only.
+request's credentials and prompt; GET /_seen returns the record. A prompt 'ATTACK [commands]'
+scripts the model instead: Claude Code runs each command with its Bash tool. Test use only.
 
 Usage: messages_api.py PORT [CERT KEY IMPOSTER_CERT IMPOSTER_KEY SWITCH]: with certificates it
 speaks TLS, and while the file SWITCH exists it presents the imposter certificate instead (one
@@ -33,6 +34,30 @@ def last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
+def texts(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    return [str(part.get("text", "")) for part in content or [] if isinstance(part, dict) and part.get("type") == "text"]
+
+
+def scripted_turn(request: dict[str, Any]) -> dict[str, Any] | None:
+    """A task prompt 'ATTACK ["cmd", ...]' makes the model run each command with the Bash tool,
+    one per turn, then answer 'RESULTS [outputs]'; None for every other request."""
+    messages = request.get("messages", [])
+    script = next((text for message in messages if message.get("role") == "user"
+                   for text in texts(message.get("content")) if text.startswith("ATTACK [")), None)
+    if script is None or "Bash" not in [tool.get("name") for tool in request.get("tools", [])]:
+        return None
+    commands = json.loads(script.removeprefix("ATTACK "))
+    outputs = [" ".join(texts(part.get("content"))) if not isinstance(part.get("content"), str) else part["content"]
+               for message in messages if isinstance(message.get("content"), list)
+               for part in message["content"] if isinstance(part, dict) and part.get("type") == "tool_result"]
+    if len(outputs) < len(commands):
+        return {"type": "tool_use", "id": f"toolu_agentfleet_{len(outputs)}", "name": "Bash",
+                "input": {"command": commands[len(outputs)], "description": "agentfleet attack"}}
+    return {"type": "text", "text": "RESULTS " + json.dumps(outputs)}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -48,26 +73,28 @@ class Handler(BaseHTTPRequestHandler):
         if not self.path.startswith("/v1/messages"):
             self.reply(404, "application/json", b'{"type":"error"}')
             return
-        text = f"mock answer: {prompt[:60]}"
+        block = scripted_turn(request) or {"type": "text", "text": f"mock answer: {prompt[:60]}"}
+        stop = "tool_use" if block["type"] == "tool_use" else "end_turn"
         model = request.get("model", "mock")
         if request.get("stream"):
+            start = {**block, "input": {}} if block["type"] == "tool_use" else {"type": "text", "text": ""}
+            delta = ({"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+                     if block["type"] == "tool_use" else {"type": "text_delta", "text": block["text"]})
             events: list[tuple[str, dict[str, Any]]] = [
                 ("message_start", {"type": "message_start", "message": {
                     "id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": [],
                     "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}}),
-                ("content_block_start", {"type": "content_block_start", "index": 0,
-                                         "content_block": {"type": "text", "text": ""}}),
-                ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                         "delta": {"type": "text_delta", "text": text}}),
+                ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": start}),
+                ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}),
                 ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
                                    "usage": {"output_tokens": 8}}),
                 ("message_stop", {"type": "message_stop"}),
             ]
             self.reply(200, "text/event-stream", b"".join(self.event(name, data) for name, data in events))
             return
         message = {"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
-                   "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+                   "content": [block], "stop_reason": stop, "stop_sequence": None,
                    "usage": {"input_tokens": 5, "output_tokens": 8}}
         self.reply(200, "application/json", json.dumps(message).encode())
 

@@ -214,28 +214,54 @@ def check_network(spec: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def http_status(target: str, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    host, _, port = target.rpartition(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT * 3)
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (a mounted docker.sock, as in the negative controls)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=TIMEOUT * 3)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(TIMEOUT * 3)
+        self.sock.connect(self.path)
+
+
+def http_status(target: str, method: str, path: str, headers: dict[str, str] | None = None,
+                body: bytes | None = None) -> tuple[int, str]:
+    if target.startswith("/"):
+        connection: http.client.HTTPConnection = UnixHTTPConnection(target)
+    else:
+        host, _, port = target.rpartition(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT * 3)
     try:
-        connection.request(method, path, body=b"{}" if method == "POST" else None,
-                           headers={"Content-Type": "application/json", **(headers or {})})
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
         response = connection.getresponse()
+        if method == "CONNECT" and response.status == 200:
+            return 200, ""  # a tunnel is open: there is no body to read
         return response.status, response.read(400).decode("utf-8", "replace")
     finally:
         connection.close()
 
 
+# Writes that would own the host. The image and container do not exist, so even an API that
+# lets them through changes nothing: it answers 404 instead of the proxy's 403.
+DOCKER_WRITES = (("POST", "/containers/create", b'{"Image": "agentfleet-probe/none:none"}'),
+                 ("POST", "/containers/agentfleet-probe-none/exec", b'{"Cmd": ["true"]}'),
+                 ("GET", "/containers/agentfleet-probe-none/archive?path=/", None),
+                 ("GET", "/containers/agentfleet-probe-none/export", None))
+
+
 def check_docker_api(spec: dict[str, Any]) -> list[Row]:
     rows = []
     for target in spec["docker_api"]:
-        for method, path in (("POST", "/containers/create"), ("POST", "/containers/x/exec"),
-                             ("GET", "/containers/x/archive?path=/"), ("GET", "/containers/x/export")):
+        for method, path, body in DOCKER_WRITES:
+            label = f"{method} {path.split('?')[0]} via {target}"
             try:
-                status, _ = http_status(target, method, path)
-                rows.append(row("docker_api", f"{method} {path} via {target}", status == 403, f"HTTP {status}"))
+                status, _ = http_status(target, method, path, body=body)
+                rows.append(row("docker_api", label, status == 403, f"HTTP {status}"))
             except OSError as error:
-                rows.append(row("docker_api", f"{method} {path} via {target}", True, f"unreachable ({error})"))
+                rows.append(row("docker_api", label, True, f"unreachable ({error})"))
     return rows
 
 
@@ -249,9 +275,9 @@ def check_egress_proxy(spec: dict[str, Any]) -> list[Row]:
             status, body = http_status(proxy, "CONNECT", destination, {"Host": destination})
         except OSError as error:
             status, body = 0, str(error)
-        rule = re.search(r"agentfleet egress: [^<\n]*", body)
-        seen = f"HTTP {status}" + (f" ({rule.group(0)})" if rule else "")
-        ok = status == 200 if expected == "allowed" else (status == 403 and rule is not None)
+        rule = re.search(r"agentfleet egress: denied by rule ([a-z0-9-]+)", body)
+        seen = f"HTTP {status}" + (f" (rule {rule.group(1)})" if rule else "")
+        ok = status == 200 if expected == "allowed" else (status == 403 and rule is not None and rule.group(1) == expected)
         rows.append(row("egress_proxy", f"CONNECT {destination}", ok, seen))
     return rows
 
@@ -279,7 +305,7 @@ def check_key_hunt(spec: dict[str, Any]) -> list[Row]:
     for pid in (name for name in os.listdir("/proc") if name.isdigit()):
         try:
             with open(f"/proc/{pid}/environ", "rb") as handle:
-                if any(m != PLACEHOLDER and not m.startswith(PLACEHOLDER) for m in KEY.findall(handle.read())):
+                if any(not m.startswith(PLACEHOLDER) for m in KEY.findall(handle.read())):
                     found.append(f"/proc/{pid}/environ")
         except OSError:
             continue

@@ -13,6 +13,9 @@ from typing import Any, Callable
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 RUNTIME = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
 MEMORY = re.compile(r"^[1-9][0-9]*[kmg]$")
+# A DNS name (a leading dot also allows its subdomains); the last label has letters only, so a
+# raw IPv4 or IPv6 address never matches.
+DOMAIN = re.compile(r"^\.?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 CAPABILITIES = ("receives_tasks", "dispatches", "observes", "archives")
 KIND_KEYS = frozenset(CAPABILITIES + ("min", "max"))
 # A directory has one owner, so only one agent per stack may hold these.
@@ -21,7 +24,7 @@ BACKENDS = ("claude", "ollama", "command")
 PER_RECEIVER = ("inbox", "results", "triggers")
 PER_AGENT = ("workspaces", "credentials", "heartbeats", "logs")
 PER_NAME = PER_RECEIVER + PER_AGENT + ("services",)
-SERVICES = ("redis", "gateway", "dockerproxy")
+SERVICES = ("redis", "gateway", "dockerproxy", "egress")
 SHARED = ("archive", "common")
 RESERVED_ROOTS = frozenset(["/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/proc", "/root",
                             "/run", "/sbin", "/sys", "/tmp", "/usr", "/var"])
@@ -93,6 +96,13 @@ def _agent_errors(index: int, agent: Any, model: Model) -> list[str]:
         errors.append(f"{label}.backend.type: {backend.get('type')!r} is not one of {list(BACKENDS)}")
     if backend.get("type") == "command" and not backend.get("argv"):
         errors.append(f"{label}.backend.argv: the command backend needs an argv list")
+    egress = merged.get("egress", [])
+    if not isinstance(egress, list):
+        errors.append(f"{label}.egress: must be a list of domain names")
+    else:
+        errors += [f"{label}.egress[{i}]: {domain!r} is not a domain name such as registry.npmjs.org or .npmjs.org "
+                   "(raw IP addresses and wildcards are never allowed)"
+                   for i, domain in enumerate(egress) if not isinstance(domain, str) or not DOMAIN.match(domain)]
     return errors
 
 
@@ -180,6 +190,7 @@ def _with_defaults(agent: dict[str, Any], defaults: dict[str, Any]) -> dict[str,
     merged.setdefault("gid", agent.get("uid"))
     merged.setdefault("description", "")
     merged.setdefault("role", "")
+    merged.setdefault("egress", [])
     return merged
 
 

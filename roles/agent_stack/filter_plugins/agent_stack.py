@@ -11,6 +11,13 @@ INSIDE = "/agentfleet"
 PLACEHOLDER_KEY = "sk-ant-placeholder-the-gateway-holds-the-real-key"
 GATEWAY_PORT = 8080
 DOCKERPROXY_PORT = 2375
+EGRESS_PORT = 3128
+REDIS_PORT = 6379
+# Offsets in an agent's /28 (.1 is the bridge's, which has no address: inhibit_ipv4).
+ADDRESSES = {"agent": 2, "gateway": 3, "redis": 4, "egress": 5}
+# An internal network whose bridge has no address: members reach each other and nothing else,
+# not even the host (an internal network's bridge address is the host, INPUT chain included).
+ISOLATED = {"internal": True, "driver_opts": {"com.docker.network.bridge.inhibit_ipv4": "true"}}
 
 
 def agent_stack_mounts(stack: dict[str, Any], name: str) -> list[str]:
@@ -31,13 +38,21 @@ def agent_stack_mounts(stack: dict[str, Any], name: str) -> list[str]:
     return mounts
 
 
-def agent_stack_addresses(stack: dict[str, Any], subnet: str) -> dict[str, str]:
-    """A fixed address per agent on the agents' network, so the gateway knows who is calling."""
-    network = ipaddress.ip_network(subnet)
-    hosts = network.hosts()
-    next(hosts)  # the bridge's own address
-    names = ["gateway", "redis"] + [agent["name"] for agent in stack["agents"]]
-    return {name: str(next(hosts)) for name in names}
+def agent_stack_networks(stack: dict[str, Any], pool: str) -> dict[str, dict[str, str]]:
+    """Each agent's own internal network: a /28 of the pool chosen by its uid (stable as agents come
+    and go), with fixed addresses for the agent and the services it needs. The gateway and the
+    egress proxy know the caller by its address. The pool's last /28 is the monitor's Docker API
+    network. Call only on input agent_stack_input_errors accepts."""
+    slots = list(ipaddress.ip_network(pool).subnets(new_prefix=28))
+    networks = {}
+    for agent in stack["agents"]:
+        user = next(u for u in stack["users"] if u["name"] == agent["account"])
+        subnet = slots[user["uid"] % (len(slots) - 1)]
+        base = int(subnet.network_address)
+        networks[agent["name"]] = {"network": f"agent_{agent['name']}", "subnet": str(subnet),
+                                   **{role: str(ipaddress.ip_address(base + offset)) for role, offset in ADDRESSES.items()}}
+    networks["dockerapi"] = {"network": "dockerapi", "subnet": str(slots[-1])}
+    return networks
 
 
 def _command(agent: dict[str, Any]) -> str:
@@ -48,7 +63,7 @@ def _command(agent: dict[str, Any]) -> str:
 
 
 def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[str, str],
-                   settings: dict[str, Any], address: str) -> dict[str, Any]:
+                   settings: dict[str, Any], network: dict[str, str]) -> dict[str, Any]:
     user = next(u for u in stack["users"] if u["name"] == agent["account"])
     gids = {group["name"]: group["gid"] for group in stack["groups"]}
     backend = {**agent["backend"], "extra_args": settings["claude_args"]}
@@ -56,7 +71,7 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
         backend["ollama_url"] = settings["ollama_url"]
     interval = settings["heartbeat_interval"]
     name, command = agent["name"], _command(agent)
-    networks: dict[str, Any] = {"agents": {"ipv4_address": address}}
+    networks: dict[str, Any] = {network["network"]: {"ipv4_address": network["agent"]}}
     depends_on = {"gateway": {"condition": "service_healthy"}}
     environment = {
         "AGENTFLEET_NAME": name, "AGENTFLEET_KIND": agent["kind"], "AGENTFLEET_ROOT": INSIDE,
@@ -66,6 +81,10 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
         "AGENTFLEET_RETENTION": str(settings["retention"]),
         "ANTHROPIC_BASE_URL": f"http://gateway:{GATEWAY_PORT}", "ANTHROPIC_API_KEY": PLACEHOLDER_KEY,
         "CLAUDE_CONFIG_DIR": f"{INSIDE}/credentials/{name}",
+        # The only way out besides the model API: the egress proxy, which allows this agent's list.
+        "HTTPS_PROXY": f"http://egress:{EGRESS_PORT}", "https_proxy": f"http://egress:{EGRESS_PORT}",
+        "NO_PROXY": "gateway,redis,localhost,127.0.0.1", "no_proxy": "gateway,redis,localhost,127.0.0.1",
+        "AGENTFLEET_REDIS_USER": agent["account"],
     }
     if command == "monitor":
         # Only the monitor reaches the Docker API, and only its read endpoints (the gateway's log).
@@ -80,6 +99,7 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
         "group_add": [str(gids[group]) for group in user["groups"]],
         "environment": environment,
         "volumes": agent_stack_mounts(stack, name),
+        "secrets": [{"source": f"redis_{name}", "target": "redis_password"}],
         "working_dir": f"{INSIDE}/workspaces/{name}",
         "runtime": agent["runtime"],
         **_hardening(agent["resources"], settings, f"uid={user['uid']},gid={user['gid']},mode=0700"),
@@ -95,60 +115,64 @@ def _hardening(resources: dict[str, Any], settings: dict[str, Any], home: str) -
         "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"], "read_only": True,
         "tmpfs": ["/tmp:rw,noexec,nosuid,nodev,size=256m", f"/home/agent:rw,nosuid,nodev,size=512m,{home}"],
         "pids_limit": resources["pids"], "mem_limit": resources["memory"], "cpus": resources["cpus"],
+        "memswap_limit": resources["memory"],  # no swap on top: a hog is killed, not slowed down
         "logging": {"driver": "json-file", "options": {"max-size": settings["log_max_size"],
                                                         "max-file": str(settings["log_max_file"])}},
         "restart": "unless-stopped", "stop_grace_period": f"{settings['stop_grace']}s",
     }
 
 
+def _service(image: str, user: dict[str, Any], settings: dict[str, Any], healthcheck: list[str],
+             networks: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    small = {"cpus": 0.5, "memory": "256m", "pids": 64}
+    return {"image": image, "user": f"{user['uid']}:{user['gid']}", **extra,
+            **_hardening(small, settings, f"uid={user['uid']},gid={user['gid']},mode=0700"),
+            "healthcheck": {"test": healthcheck, "interval": "5s", "timeout": "3s", "retries": 3},
+            "networks": networks}
+
+
+def _on_agent_networks(networks: dict[str, dict[str, str]], role: str) -> dict[str, Any]:
+    return {net["network"]: {"ipv4_address": net[role]} for name, net in networks.items() if name != "dockerapi"}
+
+
 def agent_stack_compose(stack: dict[str, Any], images: dict[str, str], settings: dict[str, Any]) -> dict[str, Any]:
     """The whole compose project; settings are the agent_stack_* variables without the prefix."""
-    addresses = agent_stack_addresses(stack, settings["subnet"])
-    services = {user["name"].removeprefix("agentfleet-"): user for user in stack["users"]
-                if user["name"] in ("agentfleet-gateway", "agentfleet-redis", "agentfleet-dockerproxy")}
-    small = {"cpus": 0.5, "memory": "256m", "pids": 64}
-    gateway, redis, proxy = services["gateway"], services["redis"], services["dockerproxy"]
-    compose: dict[str, Any] = {"name": settings["project"], "services": {
-        "gateway": {
-            "image": images["gateway"], "user": f"{gateway['uid']}:{gateway['gid']}",
-            "volumes": [f"{settings['dir']}/nginx.conf:/etc/nginx/nginx.conf:ro"]
-            + ([f"{settings['dir']}/upstream-ca.pem:/etc/nginx/upstream-ca.pem:ro"] if settings.get("gateway_ca") else []),
-            "secrets": ["gateway_key"],
-            **_hardening(small, settings, f"uid={gateway['uid']},gid={gateway['gid']},mode=0700"),
-            "healthcheck": {"test": ["CMD", "curl", "-fsS", f"http://127.0.0.1:{GATEWAY_PORT}/_agentfleet/health"],
-                            "interval": "5s", "timeout": "3s", "retries": 3},
-            "networks": {"agents": {"ipv4_address": addresses["gateway"]}, "egress": {}},
-        },
-        "redis": {
-            "image": images["redis"], "command": ["/run/secrets/redis_conf"],
-            "user": f"{redis['uid']}:{redis['gid']}", "secrets": ["redis_conf"],
-            "volumes": [f"{stack['root']}/services/redis:/data:rw"],
-            **_hardening(small, settings, f"uid={redis['uid']},gid={redis['gid']},mode=0700"),
-            "healthcheck": {"test": ["CMD-SHELL", "REDISCLI_AUTH=$$(sed -n 's/^requirepass //p' /run/secrets/redis_conf) "
-                                     "redis-cli ping | grep -q PONG"], "interval": "5s", "timeout": "3s", "retries": 3},
-            "networks": {"agents": {"ipv4_address": addresses["redis"]}},
-        },
-        "dockerproxy": {
-            "image": images["dockerproxy"], "user": f"{proxy['uid']}:{proxy['gid']}",
-            "group_add": [str(settings["docker_gid"])],
-            "volumes": [f"{settings['dir']}/haproxy.cfg:/etc/haproxy/haproxy.cfg:ro",
-                        "/var/run/docker.sock:/var/run/docker.sock:rw"],
-            **_hardening(small, settings, f"uid={proxy['uid']},gid={proxy['gid']},mode=0700"),
-            "healthcheck": {"test": ["CMD", "curl", "-fsS", f"http://127.0.0.1:{DOCKERPROXY_PORT}/_ping"],
-                            "interval": "5s", "timeout": "3s", "retries": 3},
-            "networks": {"dockerapi": {}},
-        },
-    }, "networks": {
-        "agents": {"internal": True, "ipam": {"config": [{"subnet": settings["subnet"]}]}},
-        "dockerapi": {"internal": True},
-        "egress": {},
-    }, "secrets": {
-        "gateway_key": {"file": f"{settings['dir']}/secrets/gateway_key.conf"},
-        "redis_conf": {"file": f"{settings['dir']}/secrets/redis.conf"},
-    }}
+    networks = agent_stack_networks(stack, settings["subnet"])
+    users = {user["name"].removeprefix("agentfleet-"): user for user in stack["users"]}
+    directory = settings["dir"]
+    redis_auth = "REDISCLI_AUTH=$$(sed -n 's/^requirepass //p' /run/secrets/redis_conf) redis-cli ping | grep -q PONG"
+    services = {
+        "gateway": _service(
+            images["gateway"], users["gateway"], settings,
+            ["CMD", "curl", "-fsS", f"http://127.0.0.1:{GATEWAY_PORT}/_agentfleet/health"],
+            {**_on_agent_networks(networks, "gateway"), "egress": {}},
+            volumes=[f"{directory}/nginx.conf:/etc/nginx/nginx.conf:ro"]
+            + ([f"{directory}/upstream-ca.pem:/etc/nginx/upstream-ca.pem:ro"] if settings.get("gateway_ca") else []),
+            secrets=["gateway_key"]),
+        "egress": _service(
+            images["egress"], users["egress"], settings,
+            ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{EGRESS_PORT}"],
+            {**_on_agent_networks(networks, "egress"), "egress": {}},
+            volumes=[f"{directory}/squid.conf:/etc/squid/squid.conf:ro"]),
+        "redis": _service(
+            images["redis"], users["redis"], settings, ["CMD-SHELL", redis_auth], _on_agent_networks(networks, "redis"),
+            command=["/run/secrets/redis_conf"], secrets=["redis_conf"],
+            volumes=[f"{stack['root']}/services/redis:/data:rw"]),
+        "dockerproxy": _service(
+            images["dockerproxy"], users["dockerproxy"], settings,
+            ["CMD", "curl", "-fsS", f"http://127.0.0.1:{DOCKERPROXY_PORT}/_ping"], {"dockerapi": {}},
+            group_add=[str(settings["docker_gid"])],
+            volumes=[f"{directory}/haproxy.cfg:/etc/haproxy/haproxy.cfg:ro", "/var/run/docker.sock:/var/run/docker.sock:rw"]),
+    }
+    compose_networks: dict[str, Any] = {
+        net["network"]: {**ISOLATED, "ipam": {"config": [{"subnet": net["subnet"]}]}} for net in networks.values()}
+    compose_networks["egress"] = {}
+    secrets = {"gateway_key": {"file": f"{directory}/secrets/gateway_key.conf"},
+               "redis_conf": {"file": f"{directory}/secrets/redis.conf"}}
     for agent in stack["agents"]:
-        compose["services"][agent["name"]] = _agent_service(stack, agent, images, settings, addresses[agent["name"]])
-    return compose
+        services[agent["name"]] = _agent_service(stack, agent, images, settings, networks[agent["name"]])
+        secrets[f"redis_{agent['name']}"] = {"file": f"{directory}/secrets/redis-{agent['name']}.password"}
+    return {"name": settings["project"], "services": services, "networks": compose_networks, "secrets": secrets}
 
 
 KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -157,7 +181,7 @@ UPSTREAM = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 
 def agent_stack_input_errors(settings: dict[str, Any], api_key: str, redis_password: str, upstream: str,
-                             needs_key: bool) -> list[str]:
+                             needs_key: bool, stack: dict[str, Any] | None = None) -> list[str]:
     """What is wrong with the stack's inputs, each naming its variable and never a secret's value."""
     errors = []
     if needs_key and not KEY.match(api_key or ""):
@@ -167,12 +191,7 @@ def agent_stack_input_errors(settings: dict[str, Any], api_key: str, redis_passw
         errors.append("agent_stack_redis_password: required, at least 16 letters, digits, _ or -")
     if not UPSTREAM.match(upstream):
         errors.append(f"agent_stack_gateway_upstream: {upstream!r} is not https://host[:port] (the key only travels over TLS)")
-    try:
-        network = ipaddress.ip_network(settings["subnet"])
-        if network.version != 4 or not network.is_private or network.num_addresses < 16:
-            errors.append(f"agent_stack_subnet: {settings['subnet']} must be a private IPv4 network of 16+ addresses")
-    except ValueError as error:
-        errors.append(f"agent_stack_subnet: {error}")
+    errors += _pool_errors(settings["subnet"], stack)
     for field in ("heartbeat_interval", "stop_grace", "retention", "wait_timeout"):
         value = settings.get(field)
         if value is not None and (not isinstance(value, int) or value < 1):
@@ -182,8 +201,28 @@ def agent_stack_input_errors(settings: dict[str, Any], api_key: str, redis_passw
     return errors
 
 
+def _pool_errors(pool: str, stack: dict[str, Any] | None) -> list[str]:
+    try:
+        network = ipaddress.ip_network(pool)
+    except ValueError as error:
+        return [f"agent_stack_subnet: {error}"]
+    if network.version != 4 or not network.is_private or network.prefixlen > 24:
+        return [f"agent_stack_subnet: {pool} must be a private IPv4 network of /24 or larger (a /28 per agent)"]
+    if stack is None:
+        return []
+    slots, errors = 2 ** (28 - network.prefixlen) - 1, []
+    taken: dict[int, str] = {}
+    for user in (u for u in stack["users"] if u["name"] in {a["account"] for a in stack["agents"]}):
+        slot = user["uid"] % slots
+        if slot in taken:
+            errors.append(f"agent_stack_subnet: {taken[slot]} and {user['name']} get the same /28 of {pool} "
+                          f"(uid modulo {slots}); use a larger pool or another uid")
+        taken[slot] = user["name"]
+    return errors
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"agent_stack_compose": agent_stack_compose, "agent_stack_mounts": agent_stack_mounts,
                 "agent_stack_input_errors": agent_stack_input_errors,
-                "agent_stack_addresses": agent_stack_addresses}
+                "agent_stack_networks": agent_stack_networks}

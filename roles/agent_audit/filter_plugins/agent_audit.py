@@ -1,0 +1,96 @@
+"""What each agent must not be able to do, from the agent model and the deployed compose project.
+
+The probe (files/agentfleet_probe.py) runs inside each agent container with one of these specs;
+its rows come back here to be judged and tabulated.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+INSIDE = "/agentfleet"
+SERVICE_PORTS = {"gateway": 8080, "egress": 3128, "redis": 6379}
+DISCARD_PORT = 9  # any port: a refused connect proves the address answers as well as an open one
+
+
+def _inside_paths(stack: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """Every mountable path of the matrix as the agent sees it, with what the model allows."""
+    root, paths = stack["root"], []
+    for entry in stack["paths"]:
+        relative = entry["path"][len(root):].lstrip("/")
+        if relative.count("/") != 1 and relative not in ("archive", "common"):
+            continue
+        paths.append({"path": f"{INSIDE}/{relative}", "read": name in entry["read"], "write": name in entry["write"]})
+    return paths
+
+
+def _addresses(compose: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """service -> {network: fixed address} in the deployed project."""
+    return {service: {net: (spec or {}).get("ipv4_address", "") for net, spec in definition["networks"].items()}
+            for service, definition in compose["services"].items()}
+
+
+def _proxy_cases(agent: dict[str, Any], connect_allowed: bool) -> list[list[str]]:
+    domain = agent["egress"][0].lstrip(".") if agent["egress"] else "agentfleet-denied.invalid"
+    cases = [["agentfleet-denied.invalid:443", "allowlist"], ["127.0.0.1:443", "raw-ipv4"], ["[::1]:443", "raw-ipv6"],
+             [f"{domain}:80", "port-443"]]
+    if connect_allowed:
+        cases += [[f"{allowed.lstrip('.')}:443", "allowed"] for allowed in agent["egress"]]
+    return cases
+
+
+def agent_audit_specs(stack: dict[str, Any], compose: dict[str, Any], host_addresses: list[str],
+                      settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """One probe spec per agent; settings are the agent_audit_* variables without the prefix."""
+    addresses = _addresses(compose)
+    project = compose["name"]
+    specs = []
+    for agent in stack["agents"]:
+        name = agent["name"]
+        own_networks = set(addresses[name])
+        others = sorted(f"{address}:{DISCARD_PORT}" for service, nets in addresses.items() if service != name
+                        for net, address in nets.items() if address and net not in own_networks)
+        bridges = sorted({str(ipaddress.ip_network(spec["ipam"]["config"][0]["subnet"]).network_address + 1)
+                          for spec in compose["networks"].values() if spec.get("ipam")})
+        host = [f"{address}:{port}" for address in sorted(set(host_addresses) | set(bridges))
+                for port in settings["host_ports"]]
+        needed = [f"{service}:{port}" for service, port in SERVICE_PORTS.items()]
+        docker_api = ["dockerproxy:2375"]
+        if "dockerapi" in addresses[name]:
+            needed.append("dockerproxy:2375")
+        specs.append({"container": f"{project}-{name}-1", "agent": name, "spec": {
+            "agent": name, "inside_root": INSIDE, "paths": _inside_paths(stack, name),
+            "unreachable": {"other_agents": others, "host": host, "internet": settings["outside_targets"],
+                            "metadata": [settings["metadata_target"]]},
+            "reachable": needed, "outside_names": settings["outside_names"], "docker_api": docker_api,
+            "proxy": f"egress:{SERVICE_PORTS['egress']}", "proxy_cases": _proxy_cases(agent, settings["connect_allowed"]),
+            "gateway": f"gateway:{SERVICE_PORTS['gateway']}", "outside_http": settings["outside_http"],
+        }})
+    return specs
+
+
+def agent_audit_table(reports: list[dict[str, Any]]) -> str:
+    """One line per agent per check: how many attempts were blocked, and each breach."""
+    lines = [f"{'AGENT':<14} {'CHECK':<20} RESULT"]
+    for report in reports:
+        checks: dict[str, list[dict[str, Any]]] = {}
+        for row in report["rows"]:
+            checks.setdefault(row["check"], []).append(row)
+        for check, rows in checks.items():
+            bad = [row for row in rows if not row["ok"]]
+            verdict = f"ok ({len(rows)})" if not bad else "BREACH " + "; ".join(
+                f"{row['target']}: {row['observed']}" for row in bad[:3])
+            lines.append(f"{report['agent']:<14} {check:<20} {verdict}")
+    return "\n".join(lines)
+
+
+def agent_audit_breaches(reports: list[dict[str, Any]]) -> list[str]:
+    return [f"{report['agent']} {row['check']} {row['target']}: {row['observed']}"
+            for report in reports for row in report["rows"] if not row["ok"]]
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"agent_audit_specs": agent_audit_specs, "agent_audit_table": agent_audit_table,
+                "agent_audit_breaches": agent_audit_breaches}

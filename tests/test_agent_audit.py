@@ -1,0 +1,94 @@
+"""The audit's expectations come from the model and the compose project; the probe catches what it claims."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import agentfleet_probe as probe
+import pytest
+from agent_audit import agent_audit_breaches, agent_audit_specs, agent_audit_table
+from test_agent_stack_compose import IMAGES, SETTINGS, default_stack
+from agent_stack import agent_stack_compose
+
+PROBE = Path(__file__).resolve().parents[1] / "roles" / "agent_audit" / "files" / "agentfleet_probe.py"
+AUDIT = {"host_ports": [22], "outside_targets": ["192.0.2.10:80"], "outside_names": ["outside.agentfleet.test"],
+         "metadata_target": "169.254.169.254:80", "outside_http": [], "connect_allowed": False}
+
+
+@pytest.fixture(name="specs")
+def fixture_specs() -> dict[str, dict[str, Any]]:
+    stack = default_stack()
+    compose = agent_stack_compose(stack, IMAGES, SETTINGS)
+    return {item["agent"]: item for item in agent_audit_specs(stack, compose, ["172.17.0.2"], AUDIT)}
+
+
+def test_marie_must_not_reach_other_agents_or_the_host(specs: dict[str, dict[str, Any]]) -> None:
+    marie = specs["marie"]
+    assert marie["container"] == "agentfleet-marie-1"
+    unreachable = marie["spec"]["unreachable"]
+    assert "10.213.113.66:9" in unreachable["other_agents"]  # anga, hand-computed in the compose tests
+    assert not any(target.startswith(specs["marie"]["spec"]["agent"]) for target in unreachable["other_agents"])
+    assert "172.17.0.2:22" in unreachable["host"] and "10.213.113.65:22" in unreachable["host"]
+    assert unreachable["metadata"] == ["169.254.169.254:80"] and unreachable["internet"] == ["192.0.2.10:80"]
+    assert marie["spec"]["reachable"] == ["gateway:8080", "egress:3128", "redis:6379"]
+    assert "dockerproxy:2375" in specs["monitor"]["spec"]["reachable"]
+
+
+def test_paths_follow_the_matrix(specs: dict[str, dict[str, Any]]) -> None:
+    paths = {entry["path"]: entry for entry in specs["marie"]["spec"]["paths"]}
+    assert paths["/agentfleet/inbox/marie"] == {"path": "/agentfleet/inbox/marie", "read": True, "write": False}
+    assert paths["/agentfleet/workspaces/anga"] == {"path": "/agentfleet/workspaces/anga", "read": False, "write": False}
+    assert paths["/agentfleet/common"]["write"] is True
+    assert specs["orchestrator"]["spec"]["paths"][0]["path"].startswith("/agentfleet/")
+
+
+def test_proxy_cases_name_the_rule_each_must_hit(specs: dict[str, dict[str, Any]]) -> None:
+    assert specs["fabien"]["spec"]["proxy_cases"] == [
+        ["agentfleet-denied.invalid:443", "allowlist"], ["127.0.0.1:443", "raw-ipv4"], ["[::1]:443", "raw-ipv6"],
+        ["agentfleet-denied.invalid:80", "port-443"]]
+
+
+def run_probe(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    result = subprocess.run([sys.executable, "-", json.dumps(spec)], input=PROBE.read_text(), capture_output=True,
+                            text=True, check=True, timeout=120)
+    rows: list[dict[str, Any]] = json.loads(result.stdout)["rows"]
+    return rows
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the negative control needs root with capabilities, as on our CI")
+def test_the_probe_reports_root_with_capabilities_as_a_breach() -> None:
+    rows = {row["target"]: row for row in run_probe({"agent": "host", "checks": ["privileges"]})}
+    assert not rows["uid"]["ok"] and not rows["CapEff"]["ok"]
+
+
+def test_the_probe_reports_a_reachable_address_and_a_resolving_name() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        spec = {"agent": "host", "checks": ["network"], "unreachable": {"internet": [f"127.0.0.1:{port}"]},
+                "reachable": [], "outside_names": ["localhost"]}
+        rows = run_probe(spec)
+    verdicts = {(row["check"], row["ok"]) for row in rows if row["check"] in ("internet", "external_dns")}
+    assert verdicts == {("internet", False), ("external_dns", False)}
+
+
+def test_connect_outcomes_are_classified() -> None:
+    assert probe.connect("agentfleet-nothing.invalid:80") == (False, probe.connect("agentfleet-nothing.invalid:80")[1])
+    assert probe.connect("agentfleet-nothing.invalid:80")[1].startswith("no such name")
+
+
+def test_table_and_breaches() -> None:
+    reports = [{"agent": "marie", "rows": [
+        {"check": "capabilities", "target": "CapEff", "ok": True, "observed": "CapEff=0"},
+        {"check": "internet", "target": "192.0.2.10:80", "ok": False, "observed": "connected"}]}]
+    table = agent_audit_table(reports).splitlines()
+    assert table[1].split() == ["marie", "capabilities", "ok", "(1)"]
+    assert table[2].split()[:3] == ["marie", "internet", "BREACH"]
+    assert agent_audit_breaches(reports) == ["marie internet 192.0.2.10:80: connected"]
