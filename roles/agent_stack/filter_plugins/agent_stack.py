@@ -13,6 +13,8 @@ GATEWAY_PORT = 8080
 DOCKERPROXY_PORT = 2375
 EGRESS_PORT = 3128
 REDIS_PORT = 6379
+# Relative CPU weight under contention: busy agents never starve the gateway, redis or proxies.
+AGENT_SHARES, SERVICE_SHARES = 512, 2048
 # Offsets in an agent's /28 (.1 is the bridge's, which has no address: inhibit_ipv4).
 ADDRESSES = {"agent": 2, "gateway": 3, "redis": 4, "egress": 5}
 # An internal network whose bridge has no address: members reach each other and nothing else,
@@ -102,7 +104,7 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
         "secrets": [{"source": f"redis_{name}", "target": "redis_password"}],
         "working_dir": f"{INSIDE}/workspaces/{name}",
         "runtime": agent["runtime"],
-        **_hardening(agent["resources"], settings, f"uid={user['uid']},gid={user['gid']},mode=0700"),
+        **_hardening(agent["resources"], settings, f"uid={user['uid']},gid={user['gid']},mode=0700", AGENT_SHARES),
         "healthcheck": {"test": ["CMD", "python3", "-m", "agentfleet", "health"], "interval": f"{interval}s",
                         "timeout": "5s", "retries": 3, "start_period": f"{3 * interval}s"},
         "networks": networks,
@@ -110,12 +112,13 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
     }
 
 
-def _hardening(resources: dict[str, Any], settings: dict[str, Any], home: str) -> dict[str, Any]:
+def _hardening(resources: dict[str, Any], settings: dict[str, Any], home: str, shares: int) -> dict[str, Any]:
     return {
         "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"], "read_only": True,
         "tmpfs": ["/tmp:rw,noexec,nosuid,nodev,size=256m", f"/home/agent:rw,nosuid,nodev,size=512m,{home}"],
         "pids_limit": resources["pids"], "mem_limit": resources["memory"], "cpus": resources["cpus"],
         "memswap_limit": resources["memory"],  # no swap on top: a hog is killed, not slowed down
+        "cpu_shares": shares,
         "logging": {"driver": "json-file", "options": {"max-size": settings["log_max_size"],
                                                         "max-file": str(settings["log_max_file"])}},
         "restart": "unless-stopped", "stop_grace_period": f"{settings['stop_grace']}s",
@@ -126,7 +129,7 @@ def _service(image: str, user: dict[str, Any], settings: dict[str, Any], healthc
              networks: dict[str, Any], **extra: Any) -> dict[str, Any]:
     small = {"cpus": 0.5, "memory": "256m", "pids": 64}
     return {"image": image, "user": f"{user['uid']}:{user['gid']}", **extra,
-            **_hardening(small, settings, f"uid={user['uid']},gid={user['gid']},mode=0700"),
+            **_hardening(small, settings, f"uid={user['uid']},gid={user['gid']},mode=0700", SERVICE_SHARES),
             "healthcheck": {"test": healthcheck, "interval": "5s", "timeout": "3s", "retries": 3},
             "networks": networks}
 
