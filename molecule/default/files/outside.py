@@ -1,7 +1,7 @@
 """The outside world of the isolation tests, served from the test host itself. Test use only.
 
-- HTTP on ADDRESS:8000 and on the fake metadata address 169.254.169.254:80 (a dummy interface
-  prepare adds), answering agentfleet-outside / agentfleet-fake-metadata;
+- HTTP on ADDRESS:8000 and on the fake metadata address 169.254.169.254:80 (prepare adds it to
+  the host's loopback interface), answering agentfleet-outside / agentfleet-fake-metadata;
 - a TCP listener on ADDRESS:443 that stands in for an allowlisted registry (a tunnel through the
   egress proxy only needs the connection);
 - DNS on ADDRESS:53 (the inner engine's resolver): names under agentfleet.test resolve to

@@ -81,7 +81,7 @@ def image(host: testinfra.host.Host) -> str:
 
 def weakened(host: testinfra.host.Host, options: str, spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Run the probe in a throwaway container started with options; rows keyed by family + target."""
-    command = (f"docker run --rm -i --user 10001:10001 {options} {image(host)} python3 - "
+    command = (f"docker run --rm -i --user 10001:10001 --entrypoint '' {options} {image(host)} python3 - "
                f"{shlex.quote(json.dumps({'agent': 'weakened', **spec}))} < {PROBE}")
     result = host.run(command)
     assert result.rc == 0, result.stderr
@@ -137,7 +137,9 @@ def test_control_a_shared_network_reaches_the_other_agent(host: testinfra.host.H
 
 
 def test_control_capabilities_raw_sockets_privileges(host: testinfra.host.Host) -> None:
-    rows = weakened(host, "--cap-add NET_RAW --security-opt seccomp=unconfined", {
+    # The engine sets no-new-privileges for every container (docker_engine), so the control turns it off.
+    rows = weakened(host, "--user 0:0 --cap-add NET_RAW --security-opt seccomp=unconfined "
+                          "--security-opt no-new-privileges=false", {
         "checks": ["privileges", "network"], "unreachable": {}, "reachable": [], "outside_names": []})
     assert not rows["capabilities CapEff"]["ok"] and not rows["raw_sockets AF_INET/SOCK_RAW"]["ok"]
     assert not rows["seccomp Seccomp"]["ok"] and not rows["no_new_privs NoNewPrivs"]["ok"]
@@ -197,8 +199,8 @@ def test_a_fork_bomb_stops_at_the_pids_limit(host: testinfra.host.Host) -> None:
 
 def test_control_without_the_limit_the_same_forks_all_succeed(host: testinfra.host.Host) -> None:
     limit = json.loads(host.check_output("docker inspect agentfleet-marie-1"))[0]["HostConfig"]["PidsLimit"]
-    assert forks(host, f"docker run --rm --user 10001:10001 --pids-limit {8 * limit} {image(host)}", 2 * limit) == (
-        "unbounded", 2 * limit)
+    room = f"docker run --rm --user 10001:10001 --pids-limit {8 * limit} --entrypoint '' {image(host)}"
+    assert forks(host, room, 2 * limit) == ("unbounded", 2 * limit)
 
 
 HOG = "python3 -c 'import sys; block = b\"x\" * (int(sys.argv[1]) * 1024 ** 2); print(len(block))' "
@@ -218,7 +220,7 @@ def test_a_memory_hog_is_killed_alone(host: testinfra.host.Host) -> None:
 
 def test_control_with_room_the_same_allocation_succeeds(host: testinfra.host.Host) -> None:
     limit_mb = json.loads(host.check_output("docker inspect agentfleet-marie-1"))[0]["HostConfig"]["Memory"] // 1024 ** 2
-    result = host.run(f"docker run --rm --user 10001:10001 --memory {2 * limit_mb + 1024}m {image(host)} "
+    result = host.run(f"docker run --rm --user 10001:10001 --memory {2 * limit_mb + 1024}m --entrypoint '' {image(host)} "
                       f"{HOG} {limit_mb + 512}")
     assert result.rc == 0 and result.stdout.strip() == str((limit_mb + 512) * 1024 ** 2)
 
