@@ -258,3 +258,14 @@ def test_nothing_is_published_on_the_hosts_interfaces(host: testinfra.host.Host)
     published = host.check_output("docker ps --filter label=com.docker.compose.project=agentfleet "
                                   "--format '{{.Names}} {{.Ports}}'")
     assert "->" not in published, published
+
+
+def test_lea_runs_under_gvisor_and_marie_under_runc(host: testinfra.host.Host) -> None:
+    """gVisor answers with its own kernel version; the runc worker (the control) sees the host's."""
+    lea = json.loads(host.check_output("docker inspect agentfleet-lea-1"))[0]
+    assert lea["HostConfig"]["Runtime"] == "runsc"
+    host_kernel = host.check_output("uname -r")
+    assert host.check_output("docker exec agentfleet-marie-1 uname -r") == host_kernel
+    assert host.check_output("docker exec agentfleet-lea-1 uname -r") != host_kernel
+    assert "gvisor" in host.check_output("docker exec agentfleet-lea-1 cat /proc/version").lower() or \
+        host.check_output("docker exec agentfleet-lea-1 uname -r").startswith("4.4.0")

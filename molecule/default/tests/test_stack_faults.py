@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shlex
 import time
 from collections import Counter
 
@@ -24,9 +25,17 @@ def sh(host: testinfra.host.Host, command: str) -> str:
     return str(result.stdout)
 
 
+# Killed from inside the container, so it works the same under runc and gVisor (whose processes
+# the host cannot see).
+KILL_RUNTIME = ("import os\n"
+                "for pid in (p for p in os.listdir('/proc') if p.isdigit()):\n"
+                "    try:\n        argv = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
+                "    except OSError:\n        continue\n"
+                "    if argv[:4] == [b'python3', b'-m', b'agentfleet', b'worker']:\n        os.kill(int(pid), 9)")
+
+
 def crash(host: testinfra.host.Host, worker: str) -> None:
-    tini = sh(host, f"docker inspect -f '{{{{.State.Pid}}}}' agentfleet-{worker}-1").strip()
-    sh(host, f"kill -9 $(pgrep -P {tini})")
+    sh(host, f"docker exec agentfleet-{worker}-1 python3 -c {shlex.quote(KILL_RUNTIME)}")
 
 
 READ_RESULTS = ("import glob, json; print(json.dumps([json.load(open(path)) for path in "

@@ -9,6 +9,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import http.client
 import json
@@ -25,6 +26,7 @@ Row = dict[str, Any]
 KEY = re.compile(rb"sk-ant-[A-Za-z0-9_-]{12,}")
 PLACEHOLDER = b"sk-ant-placeholder"
 TIMEOUT = 3.0
+PR_GET_SECCOMP, PR_GET_NO_NEW_PRIVS = 21, 39
 SYSTEM_DIRS = ("/bin", "/sbin", "/usr", "/lib", "/etc", "/opt")
 ALLOWED_MOUNTS = ("/", "/proc", "/dev", "/sys", "/tmp", "/home/agent", "/etc/hosts", "/etc/hostname",
                   "/etc/resolv.conf", "/agentfleet", "/run/secrets", "/dev/shm", "/dev/mqueue", "/dev/pts",
@@ -43,8 +45,16 @@ def status_field(name: str) -> str:
     return ""
 
 
+def prctl_get(option: int) -> str:
+    """prctl(2) read-back: asks the kernel (or gVisor's) directly, which /proc/self/status may omit."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    value = libc.prctl(option, 0, 0, 0, 0)
+    return str(value) if value >= 0 else f"error {ctypes.get_errno()}"
+
+
 def check_privileges(_: dict[str, Any]) -> list[Row]:
-    caps, nnp, seccomp = status_field("CapEff"), status_field("NoNewPrivs"), status_field("Seccomp")
+    caps = status_field("CapEff")
+    nnp, seccomp = prctl_get(PR_GET_NO_NEW_PRIVS), prctl_get(PR_GET_SECCOMP)
     bounding = status_field("CapBnd")
     return [
         row("capabilities", "CapEff", int(caps, 16) == 0, f"CapEff={caps}"),
