@@ -46,14 +46,7 @@ def gvisor_runtime_args(settings: dict[str, Any]) -> list[str]:
     return arguments
 
 
-def gvisor_daemon(current: dict[str, Any], name: str, path: str, arguments: list[str]) -> dict[str, Any]:
-    """daemon.json with this runtime set, every other key and runtime untouched."""
-    runtimes = dict(current.get("runtimes") or {})
-    runtimes[name] = {"path": path, **({"runtimeArgs": arguments} if arguments else {})}
-    return {**current, "runtimes": runtimes}
-
-
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"gvisor_input_errors": gvisor_input_errors, "gvisor_runtime_args": gvisor_runtime_args,
-                "gvisor_daemon": gvisor_daemon, "gvisor_arch": gvisor_arch}
+                "gvisor_arch": gvisor_arch}
