@@ -22,8 +22,8 @@ def test_the_merge_keeps_every_other_key_and_runtime() -> None:
 
 
 def test_default_arguments_follow_the_source() -> None:
-    assert gvisor_runtime_args(GOOD) == ["--network=host", "--oci-seccomp"]
-    assert gvisor_runtime_args({**GOOD, "source": "release"}) == ["--oci-seccomp"]
+    assert gvisor_runtime_args(GOOD) == ["--network=host"]
+    assert gvisor_runtime_args({**GOOD, "source": "release"}) == []
     assert gvisor_runtime_args({**GOOD, "runtime_args": [], "platform": "ptrace"}) == ["--platform=ptrace"]
 
 

@@ -27,6 +27,7 @@ KEY = re.compile(rb"sk-ant-[A-Za-z0-9_-]{12,}")
 PLACEHOLDER = b"sk-ant-placeholder"
 TIMEOUT = 3.0
 PR_GET_SECCOMP, PR_GET_NO_NEW_PRIVS = 21, 39
+GVISOR_VERSION = "Linux version 4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016"  # what gVisor's kernel reports
 SYSTEM_DIRS = ("/bin", "/sbin", "/usr", "/lib", "/etc", "/opt")
 ALLOWED_MOUNTS = ("/", "/proc", "/dev", "/sys", "/tmp", "/home/agent", "/etc/hosts", "/etc/hostname",
                   "/etc/resolv.conf", "/agentfleet", "/run/secrets", "/dev/shm", "/dev/mqueue", "/dev/pts",
@@ -52,7 +53,17 @@ def prctl_get(option: int) -> str:
     return str(value) if value >= 0 else f"error {ctypes.get_errno()}"
 
 
-def check_privileges(_: dict[str, Any]) -> list[Row]:
+def seccomp_row(runtime: str, seccomp: str) -> Row:
+    """Under runc, Docker's seccomp filter; under gVisor, gVisor's own kernel serves every syscall
+    (its sentry is filtered on the host), so the check is that this really is gVisor's kernel."""
+    if runtime == "runsc":
+        with open("/proc/version", encoding="ascii") as handle:
+            version = handle.read().strip()
+        return row("seccomp", "gVisor kernel", version == GVISOR_VERSION, version)
+    return row("seccomp", "Seccomp", seccomp == "2", f"Seccomp={seccomp} (2 = filter)")
+
+
+def check_privileges(spec: dict[str, Any]) -> list[Row]:
     caps = status_field("CapEff")
     nnp, seccomp = prctl_get(PR_GET_NO_NEW_PRIVS), prctl_get(PR_GET_SECCOMP)
     bounding = status_field("CapBnd")
@@ -60,7 +71,7 @@ def check_privileges(_: dict[str, Any]) -> list[Row]:
         row("capabilities", "CapEff", int(caps, 16) == 0, f"CapEff={caps}"),
         row("capabilities", "CapBnd", int(bounding, 16) == 0, f"CapBnd={bounding}"),
         row("no_new_privs", "NoNewPrivs", nnp == "1", f"NoNewPrivs={nnp}"),
-        row("seccomp", "Seccomp", seccomp == "2", f"Seccomp={seccomp} (2 = filter)"),
+        seccomp_row(spec.get("runtime", "runc"), seccomp),
         row("non_root", "uid", os.getuid() != 0 and os.geteuid() != 0, f"uid={os.getuid()} euid={os.geteuid()}"),
     ]
 

@@ -60,7 +60,8 @@ def agent_audit_specs(stack: dict[str, Any], compose: dict[str, Any], host_addre
         if "dockerapi" in addresses[name]:
             needed.append("dockerproxy:2375")
         specs.append({"container": f"{project}-{name}-1", "agent": name, "spec": {
-            "agent": name, "inside_root": INSIDE, "paths": _inside_paths(stack, name),
+            "agent": name, "runtime": compose["services"][name].get("runtime", "runc"), "inside_root": INSIDE,
+            "paths": _inside_paths(stack, name),
             "unreachable": {"other_agents": others, "host": host, "internet": settings["outside_targets"],
                             "metadata": [settings["metadata_target"]]},
             "reachable": needed, "outside_names": settings["outside_names"], "docker_api": docker_api,
