@@ -136,3 +136,29 @@ def test_ollama_backend_calls_the_generate_api(tmp_path: Path) -> None:
         server.shutdown()
     assert backend.outcome(done.returncode, done.stdout, done.stderr) == ("ok", "stand-in answer", "")
     assert asked == [{"path": "/api/generate", "model": "qwen-test", "prompt": "hi", "stream": False}]
+
+
+def test_ollama_client_speaks_over_a_unix_socket(tmp_path: Path) -> None:
+    """The route for opted-in agents is a mounted socket; the same client talks HTTP over it."""
+    import socketserver
+    import threading
+
+    from agentfleet.ollama import generate
+
+    class StandIn(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += self.request.recv(4096)
+            body = json.dumps({"response": "over the socket"}).encode()
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+
+    path = str(tmp_path / "ollama.sock")
+    server = socketserver.UnixStreamServer(path, StandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert generate(f"unix://{path}", "m", "hi") == "over the socket"
+    finally:
+        server.shutdown()
+    with pytest.raises(ValueError, match="ollama_url"):
+        generate("ftp://x", "m", "hi")

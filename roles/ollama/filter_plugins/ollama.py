@@ -1,0 +1,52 @@
+"""Ollama's inputs: the bind address above all (loopback unless asked)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+DEB_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+MODEL = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$")
+
+
+def ollama_arch(machine: str) -> str:
+    return DEB_ARCH.get(machine, machine)
+
+
+def ollama_bind(host: str) -> tuple[str, int]:
+    """(address, port) of ollama_host; raises ValueError when it is not address:port."""
+    address, _, port = host.rpartition(":")
+    if not address or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(host)
+    ipaddress.ip_address(address.strip("[]"))
+    return address.strip("[]"), int(port)
+
+
+def ollama_is_loopback(host: str) -> bool:
+    return ipaddress.ip_address(ollama_bind(host)[0]).is_loopback
+
+
+def ollama_input_errors(settings: dict[str, Any], machine: str) -> list[str]:
+    errors = []
+    arch = ollama_arch(machine)
+    try:
+        if not ollama_is_loopback(settings["host"]) and not settings["allow_wide_bind"]:
+            errors.append(f"ollama_host: {settings['host']} is not a loopback address; set ollama_allow_wide_bind: true "
+                          "to expose Ollama beyond this host (it has no authentication)")
+    except ValueError:
+        errors.append(f"ollama_host: {settings['host']!r} is not address:port such as 127.0.0.1:11434")
+    if not SHA256.match(str(settings["archive_sha256"].get(arch, ""))):
+        errors.append(f"ollama_archive_sha256.{arch}: required (64 hex digits for ollama_version {settings['version']})")
+    errors += [f"ollama_models[{i}]: {model!r} is not a model name such as llama3.2:1b"
+               for i, model in enumerate(settings["models"]) if not MODEL.match(str(model))]
+    if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", str(settings["user"])) or settings["user"] == "root":
+        errors.append(f"ollama_user: {settings['user']!r} must be a system account name other than root")
+    return errors
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"ollama_input_errors": ollama_input_errors, "ollama_is_loopback": ollama_is_loopback,
+                "ollama_arch": ollama_arch}

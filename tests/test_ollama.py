@@ -1,0 +1,32 @@
+"""The ollama role's input checks: loopback unless asked, checksums, model names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ollama import ollama_input_errors, ollama_is_loopback
+
+GOOD: dict[str, Any] = {"host": "127.0.0.1:11434", "allow_wide_bind": False, "archive_sha256": {"amd64": "b" * 64},
+                        "version": "0.5.7", "models": ["llama3.2:1b"], "user": "ollama"}
+
+
+def test_good_input_passes() -> None:
+    assert ollama_input_errors(GOOD, "x86_64") == []
+    assert ollama_is_loopback("[::1]:11434") and not ollama_is_loopback("0.0.0.0:11434")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"host": "0.0.0.0:11434"}, "ollama_host: 0.0.0.0:11434 is not a loopback address; set ollama_allow_wide_bind"),
+    ({"host": "localhost"}, "ollama_host: 'localhost' is not address:port"),
+    ({"archive_sha256": {}}, "ollama_archive_sha256.amd64: required"),
+    ({"models": ["llama3; rm -rf /"]}, "ollama_models[0]: 'llama3; rm -rf /' is not a model name"),
+    ({"user": "root"}, "ollama_user: 'root' must be a system account name other than root"),
+])
+def test_bad_input_names_the_variable(change: dict[str, Any], message: str) -> None:
+    errors = ollama_input_errors({**GOOD, **change}, "x86_64")
+    assert any(message in error for error in errors), errors
+
+
+def test_a_wide_bind_passes_only_when_asked() -> None:
+    assert ollama_input_errors({**GOOD, "host": "0.0.0.0:11434", "allow_wide_bind": True}, "x86_64") == []
