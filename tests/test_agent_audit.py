@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +95,46 @@ def test_table_and_breaches() -> None:
     assert table[1].split() == ["marie", "capabilities", "ok", "(1)"]
     assert table[2].split()[:3] == ["marie", "internet", "BREACH"]
     assert agent_audit_breaches(reports) == ["marie internet 192.0.2.10:80: connected"]
+
+
+class Version(BaseHTTPRequestHandler):
+    """An Ollama-like /api/version on a unix socket."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{"version": "test"}')
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+class UnixServer(socketserver.UnixStreamServer):
+    def get_request(self) -> tuple[Any, Any]:
+        request, _ = super().get_request()
+        return request, ("local", 0)
+
+
+def test_only_agents_that_opted_in_must_reach_ollama(specs: dict[str, dict[str, Any]]) -> None:
+    assert not any(spec["spec"]["ollama"]["reachable"] for spec in specs.values())  # Ollama off on this host
+    stack = default_stack()
+    compose = agent_stack_compose(stack, IMAGES, {**SETTINGS, "ollama_socket_dir": "/run/agentfleet-ollama"})
+    on = {item["agent"]: item["spec"]["ollama"] for item in
+          agent_audit_specs(stack, compose, ["172.17.0.2"], {**AUDIT, "ollama": True})}
+    assert [name for name, ollama in on.items() if ollama["reachable"]] == ["monitor"]
+    assert on["marie"] == {"socket": "/run/ollama/ollama.sock", "reachable": False}
+
+
+def test_the_probe_reports_a_socket_it_should_not_reach(tmp_path: Path) -> None:
+    """Negative control: a reachable Ollama socket in a container that did not opt in is a breach."""
+    path = str(tmp_path / "ollama.sock")
+    server = UnixServer(path, Version)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    try:
+        rows = run_probe({"agent": "host", "checks": ["ollama"], "ollama": {"socket": path, "reachable": False}})
+    finally:
+        server.server_close()
+    assert [(row["check"], row["ok"]) for row in rows] == [("ollama", False)]
+    assert rows[0]["observed"].startswith("HTTP 200")
+    missing = run_probe({"agent": "host", "checks": ["ollama"], "ollama": {"socket": path + ".gone", "reachable": False}})
+    assert missing[0]["ok"] and missing[0]["observed"] == "ENOENT"

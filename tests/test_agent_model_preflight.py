@@ -97,6 +97,10 @@ BAD_MODELS: list[tuple[str, dict[str, Any], str]] = [
      "agent_model_agents[2] (anga).egress[1]: '10.1.2.3' is not a domain name"),
     ("wildcard in an egress allowlist", {"agent_model_agents": agents(anga={"egress": ["*.npmjs.org"]})},
      "agent_model_agents[2] (anga).egress[0]: '*.npmjs.org' is not a domain name"),
+    ("ollama backend on an agent without the route", {"agent_model_agents": agents(
+        anga={"backend": {"type": "ollama", "model": "llama3.2:1b"}})},
+     "agent_model_agents[2] (anga).backend.type: ollama needs the agent's route to Ollama; set ollama: true"),
+    ("ollama not a boolean", {"agent_model_agents": agents(anga={"ollama": "sometimes"})}, "ollama"),
     ("a required service removed", {"agent_model_services": [{"name": "redis", "uid": 10800}]},
      "agent_model_services: the stack needs dockerproxy, egress, gateway (set their uid, do not remove them)"),
 ]

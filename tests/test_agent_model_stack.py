@@ -88,3 +88,14 @@ def test_accounts_agentfleet_created_may_be_reused_and_moved() -> None:
         "user agent-marie: exists on the host and agentfleet did not create it",
         "user agent-marie: id 10001 belongs to host user agent-old, which agentfleet did not create",
     ]
+
+
+def test_the_ollama_route_follows_the_kind_unless_the_agent_says() -> None:
+    agents = [{**agent, "ollama": True} if agent["name"] == "anga" else
+              {**agent, "ollama": False} if agent["name"] == "monitor" else agent
+              for agent in DEFAULTS["agent_model_agents"]]
+    assert agent_model_errors(model(agents=agents)) == []
+    chosen = {agent["name"]: agent["ollama"] for agent in agent_model_stack(model(agents=agents))["agents"]}
+    assert chosen == {"orchestrator": False, "marie": False, "anga": True, "fabien": False, "monitor": False}
+    default = {agent["name"]: agent["ollama"] for agent in agent_model_stack(model())["agents"]}
+    assert [name for name, uses in default.items() if uses] == ["monitor"]

@@ -153,3 +153,28 @@ def test_bad_stack_input_is_named_and_secrets_never_echoed(change: dict[str, Any
 
 def test_good_stack_input_passes() -> None:
     assert agent_stack_input_errors(SETTINGS, "sk-ant-good", "p" * 16, "https://api.anthropic.com", True) == []
+
+
+def test_ollama_socket_goes_only_to_agents_that_opted_in() -> None:
+    compose = agent_stack_compose(default_stack(), IMAGES, {**SETTINGS, "ollama_socket_dir": "/run/agentfleet-ollama"})
+    mounted = sorted(name for name, service in compose["services"].items()
+                     if "/run/agentfleet-ollama:/run/ollama:ro" in service.get("volumes", []))
+    assert mounted == ["monitor"]
+
+
+def test_without_ollama_no_agent_gets_the_socket(compose: dict[str, Any]) -> None:
+    assert not any("/run/ollama" in volume for service in compose["services"].values()
+                   for volume in service.get("volumes", []))
+
+
+def test_an_ollama_backend_without_the_socket_is_refused() -> None:
+    model = {name.removeprefix("agent_model_"): value for name, value in MODEL.items()}
+    model["agents"] = [*model["agents"], {"name": "olga", "kind": "worker", "uid": 10020, "ollama": True,
+                                          "backend": {"type": "ollama", "model": "llama3.2:1b"}}]
+    stack = agent_model_stack(model)
+    errors = agent_stack_input_errors(SETTINGS, "sk-ant-good", "p" * 16, "https://api.anthropic.com", True, stack)
+    assert any(error.startswith("agent_stack_ollama_socket_dir: olga uses the ollama backend") for error in errors)
+    with_socket = {**SETTINGS, "ollama_socket_dir": "/run/agentfleet-ollama"}
+    assert agent_stack_input_errors(with_socket, "sk-ant-good", "p" * 16, "https://api.anthropic.com", True, stack) == []
+    backend = agent_stack_compose(stack, IMAGES, with_socket)["services"]["olga"]["environment"]["AGENTFLEET_BACKEND"]
+    assert '"ollama_url": "unix:///run/ollama/ollama.sock"' in backend

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ollama import ollama_input_errors, ollama_is_loopback
+from ollama import ollama_input_errors, ollama_is_loopback, ollama_model_tag
 
 GOOD: dict[str, Any] = {"host": "127.0.0.1:11434", "allow_wide_bind": False, "archive_sha256": {"amd64": "b" * 64},
                         "version": "0.5.7", "models": ["llama3.2:1b"], "user": "ollama"}
@@ -30,3 +30,9 @@ def test_bad_input_names_the_variable(change: dict[str, Any], message: str) -> N
 
 def test_a_wide_bind_passes_only_when_asked() -> None:
     assert ollama_input_errors({**GOOD, "host": "0.0.0.0:11434", "allow_wide_bind": True}, "x86_64") == []
+
+
+def test_models_are_compared_by_their_listed_name() -> None:
+    assert ollama_model_tag("llama3.2") == "llama3.2:latest"
+    assert ollama_model_tag("llama3.2:1b") == "llama3.2:1b"
+    assert ollama_model_tag("registry.test:5000/team/model") == "registry.test:5000/team/model:latest"

@@ -23,7 +23,7 @@ class Backend:
     timeout: int = 900
     argv: list[str] = field(default_factory=list)
     extra_args: list[str] = field(default_factory=list)
-    ollama_url: str = "http://ollama:11434"
+    ollama_url: str = "unix:///run/ollama/ollama.sock"
 
     @classmethod
     def from_json(cls, text: str) -> Backend:

@@ -22,12 +22,12 @@ testinfra_hosts = ["ansible://agentfleet_hosts"]
 ROOT = Path(__file__).resolve().parents[3]
 REPORT = "/var/lib/agentfleet/audit/report.json"
 PROBE = "/opt/agentfleet-test/agentfleet_probe.py"
-AGENTS = ("orchestrator", "marie", "anga", "fabien", "monitor", "lea")
+AGENTS = ("orchestrator", "marie", "anga", "fabien", "monitor", "lea", "olga")
 # Every family the probe reports, and the agents that must have rows in it.
 FAMILIES = ("capabilities", "no_new_privs", "seccomp", "non_root", "no_setuid", "read_only_root", "noexec_tmp",
             "proc_sys", "host_filesystem", "agent_files", "processes", "other_agents", "host", "internet",
             "metadata", "needed_services", "external_dns", "raw_sockets", "docker_api", "egress_proxy",
-            "gateway_other_host", "api_key_hunt")
+            "gateway_other_host", "api_key_hunt", "ollama")
 
 
 @cache
@@ -190,38 +190,52 @@ def forks(host: testinfra.host.Host, where: str, count: int) -> tuple[str, int]:
     return output[0], int(output[1])
 
 
-def test_a_fork_bomb_stops_at_the_pids_limit(host: testinfra.host.Host) -> None:
-    limit = json.loads(host.check_output("docker inspect agentfleet-marie-1"))[0]["HostConfig"]["PidsLimit"]
-    outcome, made = forks(host, "docker exec agentfleet-marie-1", 4 * limit)
+# One agent per runtime: the limits must hold under gVisor as under runc.
+LIMITED = (("marie", 10001, "runsc"), ("olga", 10006, "runc"))
+
+
+def limits(host: testinfra.host.Host, agent: str) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(host.check_output(f"docker inspect agentfleet-{agent}-1"))[0]
+    return config
+
+
+@pytest.mark.parametrize(("agent", "uid", "runtime"), LIMITED)
+def test_a_fork_bomb_stops_at_the_pids_limit(host: testinfra.host.Host, agent: str, uid: int, runtime: str) -> None:
+    limit = limits(host, agent)["HostConfig"]["PidsLimit"]
+    outcome, made = forks(host, f"docker exec agentfleet-{agent}-1", 4 * limit)
     assert outcome == "stopped" and 0 < made < limit
-    assert host.check_output("docker exec agentfleet-marie-1 python3 -m agentfleet health; echo $?").endswith("0")
+    assert host.check_output(f"docker exec agentfleet-{agent}-1 python3 -m agentfleet health; echo $?").endswith("0")
 
 
-def test_control_without_the_limit_the_same_forks_all_succeed(host: testinfra.host.Host) -> None:
-    limit = json.loads(host.check_output("docker inspect agentfleet-marie-1"))[0]["HostConfig"]["PidsLimit"]
-    room = f"docker run --rm --user 10001:10001 --pids-limit {8 * limit} --entrypoint '' {image(host)}"
+@pytest.mark.parametrize(("agent", "uid", "runtime"), LIMITED)
+def test_control_without_the_limit_the_same_forks_all_succeed(host: testinfra.host.Host, agent: str, uid: int,
+                                                                runtime: str) -> None:
+    limit = limits(host, agent)["HostConfig"]["PidsLimit"]
+    room = f"docker run --rm --runtime {runtime} --user {uid}:{uid} --pids-limit {8 * limit} --entrypoint '' {image(host)}"
     assert forks(host, room, 2 * limit) == ("unbounded", 2 * limit)
 
 
 HOG = "python3 -c 'import sys; block = b\"x\" * (int(sys.argv[1]) * 1024 ** 2); print(len(block))' "
 
 
-def test_a_memory_hog_is_killed_alone(host: testinfra.host.Host) -> None:
-    before = json.loads(host.check_output("docker inspect agentfleet-marie-1"))[0]
+@pytest.mark.parametrize(("agent", "uid", "runtime"), LIMITED)
+def test_a_memory_hog_is_killed_alone(host: testinfra.host.Host, agent: str, uid: int, runtime: str) -> None:
+    before = limits(host, agent)
     limit_mb = before["HostConfig"]["Memory"] // 1024 ** 2
-    hog = host.run(f"docker exec agentfleet-marie-1 {HOG} {limit_mb + 512}")
+    hog = host.run(f"docker exec agentfleet-{agent}-1 {HOG} {limit_mb + 512}")
     assert hog.rc == 137, (hog.rc, hog.stdout, hog.stderr)  # SIGKILL from the OOM killer
-    after = json.loads(host.check_output("docker inspect agentfleet-marie-1"))[0]
+    after = limits(host, agent)
     assert after["State"]["StartedAt"] == before["State"]["StartedAt"] and after["State"]["Running"]
     assert after["RestartCount"] == before["RestartCount"]
-    anga = json.loads(host.check_output("docker inspect agentfleet-anga-1"))[0]
-    assert anga["State"]["Health"]["Status"] == "healthy"
+    assert limits(host, "anga")["State"]["Health"]["Status"] == "healthy"
 
 
-def test_control_with_room_the_same_allocation_succeeds(host: testinfra.host.Host) -> None:
-    limit_mb = json.loads(host.check_output("docker inspect agentfleet-marie-1"))[0]["HostConfig"]["Memory"] // 1024 ** 2
-    result = host.run(f"docker run --rm --user 10001:10001 --memory {2 * limit_mb + 1024}m --entrypoint '' {image(host)} "
-                      f"{HOG} {limit_mb + 512}")
+@pytest.mark.parametrize(("agent", "uid", "runtime"), LIMITED)
+def test_control_with_room_the_same_allocation_succeeds(host: testinfra.host.Host, agent: str, uid: int,
+                                                        runtime: str) -> None:
+    limit_mb = limits(host, agent)["HostConfig"]["Memory"] // 1024 ** 2
+    result = host.run(f"docker run --rm --runtime {runtime} --user {uid}:{uid} --memory {2 * limit_mb + 1024}m "
+                      f"--entrypoint '' {image(host)} {HOG} {limit_mb + 512}")
     assert result.rc == 0 and result.stdout.strip() == str((limit_mb + 512) * 1024 ** 2)
 
 
@@ -260,12 +274,18 @@ def test_nothing_is_published_on_the_hosts_interfaces(host: testinfra.host.Host)
     assert "->" not in published, published
 
 
-def test_lea_runs_under_gvisor_and_marie_under_runc(host: testinfra.host.Host) -> None:
-    """gVisor answers with its own kernel version; the runc worker (the control) sees the host's."""
-    lea = json.loads(host.check_output("docker inspect agentfleet-lea-1"))[0]
-    assert lea["HostConfig"]["Runtime"] == "runsc"
-    host_kernel = host.check_output("uname -r")
-    assert host.check_output("docker exec agentfleet-marie-1 uname -r") == host_kernel
-    assert host.check_output("docker exec agentfleet-lea-1 uname -r") != host_kernel
-    assert "gvisor" in host.check_output("docker exec agentfleet-lea-1 cat /proc/version").lower() or \
-        host.check_output("docker exec agentfleet-lea-1 uname -r").startswith("4.4.0")
+GVISOR_KERNEL = "Linux version 4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016"  # gVisor's, whatever the host runs
+GVISOR_WORKERS = ("marie", "anga", "fabien", "lea")  # hand-written: the scenario's model says the same
+RUNC_AGENTS = ("orchestrator", "monitor", "olga")
+
+
+@pytest.mark.parametrize("agent", GVISOR_WORKERS + RUNC_AGENTS)
+def test_the_workers_run_under_gvisor_and_the_rest_under_runc(host: testinfra.host.Host, agent: str) -> None:
+    """gVisor answers with its own kernel; a runc agent (the control) sees the host's, so the check can fail."""
+    config = json.loads(host.check_output(f"docker inspect agentfleet-{agent}-1"))[0]
+    model = {item["name"]: item.get("runtime", "runc") for item in host.ansible.get_variables()["agent_model_agents"]}
+    expected = "runsc" if agent in GVISOR_WORKERS else "runc"
+    assert config["HostConfig"]["Runtime"] == model[agent] == expected
+    kernel = host.check_output(f"docker exec agentfleet-{agent}-1 cat /proc/version")
+    assert (kernel == GVISOR_KERNEL) == (agent in GVISOR_WORKERS), kernel
+    assert (kernel == host.check_output("cat /proc/version")) == (agent in RUNC_AGENTS)

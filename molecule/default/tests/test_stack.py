@@ -12,7 +12,7 @@ import testinfra.host
 
 testinfra_hosts = ["ansible://agentfleet_hosts"]
 PROJECT = "agentfleet"
-AGENTS = ("orchestrator", "marie", "anga", "fabien", "monitor", "lea")
+AGENTS = ("orchestrator", "marie", "anga", "fabien", "monitor", "lea", "olga")
 SEEN = ("import ssl, urllib.request\n"
         "context = ssl.create_default_context(cafile='/mock/ca.pem')\ncontext.check_hostname = False\n"
         "print(urllib.request.urlopen('https://127.0.0.1:8443/_seen', context=context).read().decode())")

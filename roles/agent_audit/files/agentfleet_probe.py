@@ -142,8 +142,10 @@ def mounts() -> list[tuple[str, str]]:
 
 def check_host_filesystem(spec: dict[str, Any]) -> list[Row]:
     inside = spec["inside_root"]
+    ollama = spec.get("ollama", {})
+    allowed = ALLOWED_MOUNTS + ((os.path.dirname(ollama["socket"]),) if ollama.get("reachable") else ())
     extra = [point for point, _ in mounts()
-             if not (point in ALLOWED_MOUNTS or point.startswith(inside + "/") or point.startswith("/proc/")
+             if not (point in allowed or point.startswith(inside + "/") or point.startswith("/proc/")
                      or point.startswith("/sys/") or point.startswith("/dev/") or point.startswith("/run/secrets/"))]
     sockets = [path for path in ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock")
                if os.path.exists(path)]
@@ -344,11 +346,27 @@ def check_key_hunt(spec: dict[str, Any]) -> list[Row]:
     return [row("api_key_hunt", "environments and readable files", not found, ", ".join(found[:5]) or "no key")]
 
 
+def check_ollama(spec: dict[str, Any]) -> list[Row]:
+    """The host's Ollama: through its socket for agents that opted in, by no path for the rest."""
+    ollama = spec.get("ollama")
+    if not ollama:
+        return []
+    try:
+        status, body = http_status(ollama["socket"], "GET", "/api/version")
+        seen = f"HTTP {status} {body[:60]}"
+        reached = status == 200
+    except OSError as error:
+        reached, seen = False, errno.errorcode.get(error.errno or 0, str(error))
+    expected = ollama["reachable"]
+    label = f"{ollama['socket']} ({'opted in' if expected else 'not opted in'})"
+    return [row("ollama", label, reached == expected, seen)]
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "privileges": check_privileges, "setuid": check_setuid, "filesystem": check_filesystem,
     "host_filesystem": check_host_filesystem, "paths": check_paths, "processes": check_processes,
     "network": check_network, "docker_api": check_docker_api, "egress_proxy": check_egress_proxy,
-    "gateway": check_gateway, "key_hunt": check_key_hunt,
+    "gateway": check_gateway, "key_hunt": check_key_hunt, "ollama": check_ollama,
 }
 
 

@@ -10,6 +10,7 @@ import ipaddress
 from typing import Any
 
 INSIDE = "/agentfleet"
+OLLAMA_SOCKET = "/run/ollama/ollama.sock"
 SERVICE_PORTS = {"gateway": 8080, "egress": 3128, "redis": 6379}
 DISCARD_PORT = 9  # any port: a refused connect proves the address answers as well as an open one
 
@@ -67,6 +68,8 @@ def agent_audit_specs(stack: dict[str, Any], compose: dict[str, Any], host_addre
             "reachable": needed, "outside_names": settings["outside_names"], "docker_api": docker_api,
             "proxy": f"egress:{SERVICE_PORTS['egress']}", "proxy_cases": _proxy_cases(agent, settings["connect_allowed"]),
             "gateway": f"gateway:{SERVICE_PORTS['gateway']}", "outside_http": settings["outside_http"],
+            # From the model, not the compose file: a wrong mount must show up as a breach.
+            "ollama": {"socket": OLLAMA_SOCKET, "reachable": bool(settings.get("ollama")) and bool(agent.get("ollama"))},
         }})
     return specs
 

@@ -16,7 +16,7 @@ MEMORY = re.compile(r"^[1-9][0-9]*[kmg]$")
 # A DNS name (a leading dot also allows its subdomains); the last label has letters only, so a
 # raw IPv4 or IPv6 address never matches.
 DOMAIN = re.compile(r"^\.?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-CAPABILITIES = ("receives_tasks", "dispatches", "observes", "archives")
+CAPABILITIES = ("receives_tasks", "dispatches", "observes", "archives", "uses_ollama")
 KIND_KEYS = frozenset(CAPABILITIES + ("min", "max"))
 # A directory has one owner, so only one agent per stack may hold these.
 SINGLE_HOLDER = ("dispatches", "archives")
@@ -96,6 +96,10 @@ def _agent_errors(index: int, agent: Any, model: Model) -> list[str]:
         errors.append(f"{label}.backend.type: {backend.get('type')!r} is not one of {list(BACKENDS)}")
     if backend.get("type") == "command" and not backend.get("argv"):
         errors.append(f"{label}.backend.argv: the command backend needs an argv list")
+    if not isinstance(agent.get("ollama", False), bool):
+        errors.append(f"{label}.ollama: {agent['ollama']!r} must be true or false")
+    elif backend.get("type") == "ollama" and agent.get("kind") in model["kinds"] and not _uses_ollama(model, agent):
+        errors.append(f"{label}.backend.type: ollama needs the agent's route to Ollama; set ollama: true")
     egress = merged.get("egress", [])
     if not isinstance(egress, list):
         errors.append(f"{label}.egress: must be a list of domain names")
@@ -183,6 +187,11 @@ def _can(model: Model, agent: dict[str, Any], capability: str) -> bool:
     return bool(model["kinds"][agent["kind"]].get(capability, False))
 
 
+def _uses_ollama(model: Model, agent: dict[str, Any]) -> bool:
+    """Whether the agent gets the route to the host's Ollama: its own ollama, else its kind's uses_ollama."""
+    return bool(agent.get("ollama", _can(model, agent, "uses_ollama")))
+
+
 def _with_defaults(agent: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     merged = {**defaults, **agent}
     for nested in ("resources", "backend"):
@@ -196,7 +205,8 @@ def _with_defaults(agent: dict[str, Any], defaults: dict[str, Any]) -> dict[str,
 
 def _selected(model: Model) -> list[dict[str, Any]]:
     chosen = model["host_agents"]
-    return [_with_defaults(a, model["defaults"]) for a in model["agents"] if chosen is None or a["name"] in chosen]
+    return [{**_with_defaults(a, model["defaults"]), "ollama": _uses_ollama(model, a)}
+            for a in model["agents"] if chosen is None or a["name"] in chosen]
 
 
 def _accounts(model: Model, agents: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

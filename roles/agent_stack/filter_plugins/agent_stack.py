@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 INSIDE = "/agentfleet"
+OLLAMA_INSIDE = "/run/ollama"
 PLACEHOLDER_KEY = "sk-ant-placeholder-the-gateway-holds-the-real-key"
 GATEWAY_PORT = 8080
 DOCKERPROXY_PORT = 2375
@@ -69,8 +70,9 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
     user = next(u for u in stack["users"] if u["name"] == agent["account"])
     gids = {group["name"]: group["gid"] for group in stack["groups"]}
     backend = {**agent["backend"], "extra_args": settings["claude_args"]}
+    ollama = bool(agent.get("ollama")) and bool(settings.get("ollama_socket_dir"))
     if backend["type"] == "ollama":
-        backend["ollama_url"] = settings["ollama_url"]
+        backend["ollama_url"] = f"unix://{OLLAMA_INSIDE}/ollama.sock"
     interval = settings["heartbeat_interval"]
     name, command = agent["name"], _command(agent)
     networks: dict[str, Any] = {network["network"]: {"ipv4_address": network["agent"]}}
@@ -100,7 +102,8 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
         "user": f"{user['uid']}:{user['gid']}",
         "group_add": [str(gids[group]) for group in user["groups"]],
         "environment": environment,
-        "volumes": agent_stack_mounts(stack, name),
+        # The host's Ollama only through its socket, and only for agents that opted in.
+        "volumes": agent_stack_mounts(stack, name) + ([f"{settings['ollama_socket_dir']}:{OLLAMA_INSIDE}:ro"] if ollama else []),
         "secrets": [{"source": f"redis_{name}", "target": "redis_password"}],
         "working_dir": f"{INSIDE}/workspaces/{name}",
         "runtime": agent["runtime"],
@@ -195,6 +198,12 @@ def agent_stack_input_errors(settings: dict[str, Any], api_key: str, redis_passw
     if not UPSTREAM.match(upstream):
         errors.append(f"agent_stack_gateway_upstream: {upstream!r} is not https://host[:port] (the key only travels over TLS)")
     errors += _pool_errors(settings["subnet"], stack)
+    socket_dir = str(settings.get("ollama_socket_dir", ""))
+    if socket_dir and not socket_dir.startswith("/"):
+        errors.append(f"agent_stack_ollama_socket_dir: {socket_dir!r} is not an absolute path")
+    if stack and not socket_dir:
+        errors += [f"agent_stack_ollama_socket_dir: {agent['name']} uses the ollama backend, which needs the socket "
+                   "(enable Ollama on this host)" for agent in stack["agents"] if agent["backend"]["type"] == "ollama"]
     for field in ("heartbeat_interval", "stop_grace", "retention", "wait_timeout"):
         value = settings.get(field)
         if value is not None and (not isinstance(value, int) or value < 1):

@@ -28,6 +28,11 @@ def ollama_is_loopback(host: str) -> bool:
     return ipaddress.ip_address(ollama_bind(host)[0]).is_loopback
 
 
+def ollama_model_tag(model: str) -> str:
+    """The name Ollama lists a model under: llama3.2 is llama3.2:latest."""
+    return model if ":" in model.rpartition("/")[2] else f"{model}:latest"
+
+
 def ollama_input_errors(settings: dict[str, Any], machine: str) -> list[str]:
     errors = []
     arch = ollama_arch(machine)
@@ -49,4 +54,4 @@ def ollama_input_errors(settings: dict[str, Any], machine: str) -> list[str]:
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"ollama_input_errors": ollama_input_errors, "ollama_is_loopback": ollama_is_loopback,
-                "ollama_arch": ollama_arch}
+                "ollama_arch": ollama_arch, "ollama_model_tag": ollama_model_tag}

@@ -1,0 +1,94 @@
+"""Ollama on the host (here the STAND-IN from files/ollama-standin, packed like the release:
+the real release cannot be downloaded here): loopback only, a hardened unit, its models pulled,
+and one route for agents, a socket mounted into the agents that opted in (monitor and olga)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+import pytest
+import testinfra.host
+
+testinfra_hosts = ["ansible://agentfleet_hosts"]
+SOCKET = "unix:///run/ollama/ollama.sock"
+MODEL = "agentfleet-standin:tiny"
+# What the unit must set, read back from systemd (not from the file we wrote).
+HARDENING = {"User": "ollama", "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+             "PrivateTmp": "yes", "PrivateDevices": "yes", "CapabilityBoundingSet": "", "RestrictSUIDSGID": "yes",
+             "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectControlGroups": "yes",
+             "LockPersonality": "yes", "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6"}
+# Ask Ollama through the runtime's own client: the argv the ollama backend runs.
+ASK = f"python3 -m agentfleet.ollama {SOCKET} {MODEL} hello"
+
+
+def exposure(host: testinfra.host.Host, unit: str) -> float:
+    output = host.check_output(f"systemd-analyze security --no-pager {unit}")
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", output)
+    assert found, output[-500:]
+    return float(found.group(1))
+
+
+def test_ollama_listens_on_loopback_only(host: testinfra.host.Host) -> None:
+    listeners = host.check_output("ss -Hltnp").splitlines()
+    ollama = [line.split()[3] for line in listeners if ":11434" in line.split()[3]]
+    assert ollama == ["127.0.0.1:11434"], listeners
+
+
+def test_the_unit_is_hardened(host: testinfra.host.Host) -> None:
+    shown = host.check_output(f"systemctl show ollama -p {','.join(HARDENING)}")
+    properties = dict(line.split("=", 1) for line in shown.splitlines())
+    assert properties == HARDENING
+    pid = host.check_output("systemctl show ollama -p MainPID --value")
+    assert host.check_output(f"ps -o user= -p {pid}") == "ollama"
+
+
+def test_systemd_rates_the_unit_far_safer_than_an_unhardened_one(host: testinfra.host.Host) -> None:
+    """The control: the tests' own outside-world service sets no sandboxing and scores high."""
+    assert exposure(host, "ollama.service") < 4.0 < 9.0 <= exposure(host, "agentfleet-test-outside.service")
+
+
+def test_models_are_pulled_into_ollamas_own_directory(host: testinfra.host.Host) -> None:
+    models = host.file("/var/lib/ollama/models")
+    assert models.user == "ollama" and models.mode == 0o750
+    manifest = host.file(f"/var/lib/ollama/models/manifests/{MODEL}")
+    assert manifest.exists and manifest.user == "ollama"
+    tags = json.loads(host.check_output(
+        "python3 -c 'import urllib.request; print(urllib.request.urlopen(\"http://127.0.0.1:11434/api/tags\").read().decode())'"))
+    assert MODEL in [model["name"] for model in tags["models"]]
+
+
+@pytest.mark.parametrize("agent", ["monitor", "olga"])
+def test_agents_that_opted_in_reach_ollama_through_the_socket(host: testinfra.host.Host, agent: str) -> None:
+    answer = host.run(f"docker exec agentfleet-{agent}-1 {ASK}")
+    assert answer.rc == 0 and answer.stdout == "stand-in answer: hello", answer.stderr
+
+
+@pytest.mark.parametrize("agent", ["orchestrator", "marie", "anga", "fabien", "lea"])
+def test_other_agents_have_no_route_to_ollama(host: testinfra.host.Host, agent: str) -> None:
+    assert host.run(f"docker exec agentfleet-{agent}-1 test -e /run/ollama").rc != 0
+    answer = host.run(f"docker exec agentfleet-{agent}-1 {ASK}")
+    assert answer.rc != 0 and "stand-in answer" not in answer.stdout
+    # Not over the network either: loopback is the container's own, and the host's address is closed.
+    address = host.ansible("setup", "gather_subset=network")["ansible_facts"]["ansible_default_ipv4"]["address"]
+    for url in ("http://127.0.0.1:11434", f"http://{address}:11434"):
+        tried = host.run(f"docker exec agentfleet-{agent}-1 python3 -m agentfleet.ollama {url} {MODEL} hello")
+        assert tried.rc != 0 and "stand-in answer" not in tried.stdout
+
+
+def test_control_a_worker_given_the_mount_reaches_ollama(host: testinfra.host.Host) -> None:
+    """The mount is the control: marie's own network and hardening plus the socket reach Ollama."""
+    image = host.check_output("docker inspect -f '{{.Config.Image}}' agentfleet-marie-1")
+    command = (f"docker run --rm --network agentfleet_agent_marie --user 10001:10001 --cap-drop ALL --read-only "
+               f"--security-opt no-new-privileges -v /run/agentfleet-ollama:/run/ollama:ro --entrypoint python3 "
+               f"{image} -m agentfleet.ollama {SOCKET} {MODEL} control")
+    answer = host.run(command)
+    assert answer.rc == 0 and answer.stdout == "stand-in answer: control", answer.stderr
+
+
+def test_olga_answers_a_task_through_the_ollama_backend(host: testinfra.host.Host) -> None:
+    submitted = host.run(f"agentctl submit --to olga --wait 60 {shlex.quote('summarise the logs')}")
+    assert submitted.rc == 0, submitted.stdout + submitted.stderr
+    result = json.loads(submitted.stdout.split("\n", 1)[1])
+    assert result["status"] == "ok" and result["output"] == "stand-in answer: summarise the logs"
