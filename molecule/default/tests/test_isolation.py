@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import subprocess
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,10 @@ def forks(host: testinfra.host.Host, where: str, count: int) -> tuple[str, int]:
     return output[0], int(output[1])
 
 
-# One agent per runtime: the limits must hold under gVisor as under runc.
+# One agent per runtime. Under runc the kernel stops the offending process alone. Under gVisor
+# (Debian's runsc 20240729, ptrace platform) the pids and memory limits bind the sandbox as a
+# whole: the bomb or hog ends that agent's sandbox, and its restart policy brings it back
+# (measured; README). Either way no other agent and not the host is touched.
 LIMITED = (("marie", 10001, "runsc"), ("olga", 10006, "runc"))
 
 
@@ -199,12 +203,36 @@ def limits(host: testinfra.host.Host, agent: str) -> dict[str, Any]:
     return config
 
 
+def healthy_again(host: testinfra.host.Host, agent: str, before: dict[str, Any]) -> dict[str, Any]:
+    """The agent's state once it is healthy again (at most 120 s)."""
+    for _ in range(60):
+        after = limits(host, agent)
+        if after["State"]["Running"] and after["State"].get("Health", {}).get("Status") == "healthy" \
+                and after["State"]["StartedAt"] >= before["State"]["StartedAt"]:
+            return after
+        time.sleep(2)
+    raise AssertionError(f"{agent} is not healthy again: {after['State']}")
+
+
+def contained(host: testinfra.host.Host, agent: str, runtime: str, before: dict[str, Any]) -> None:
+    after = healthy_again(host, agent, before)
+    restarted = after["State"]["StartedAt"] != before["State"]["StartedAt"]
+    # runc: the process alone died. gVisor: the sandbox ended and was restarted by its policy.
+    assert restarted == (runtime == "runsc"), (before["State"], after["State"])
+    others = [name for name in AGENTS if name != agent]
+    assert all(limits(host, name)["State"]["Running"] for name in others)
+
+
 @pytest.mark.parametrize(("agent", "uid", "runtime"), LIMITED)
 def test_a_fork_bomb_stops_at_the_pids_limit(host: testinfra.host.Host, agent: str, uid: int, runtime: str) -> None:
-    limit = limits(host, agent)["HostConfig"]["PidsLimit"]
-    outcome, made = forks(host, f"docker exec agentfleet-{agent}-1", 4 * limit)
-    assert outcome == "stopped" and 0 < made < limit
-    assert host.check_output(f"docker exec agentfleet-{agent}-1 python3 -m agentfleet health; echo $?").endswith("0")
+    before = limits(host, agent)
+    limit = before["HostConfig"]["PidsLimit"]
+    bomb = host.run(f"docker exec agentfleet-{agent}-1 python3 -c {shlex.quote(FORK)} {4 * limit}")
+    assert "unbounded" not in bomb.stdout
+    if runtime == "runc":
+        outcome, made = bomb.stdout.split()
+        assert outcome == "stopped" and 0 < int(made) < limit
+    contained(host, agent, runtime, before)
 
 
 @pytest.mark.parametrize(("agent", "uid", "runtime"), LIMITED)
@@ -219,15 +247,14 @@ HOG = "python3 -c 'import sys; block = b\"x\" * (int(sys.argv[1]) * 1024 ** 2); 
 
 
 @pytest.mark.parametrize(("agent", "uid", "runtime"), LIMITED)
-def test_a_memory_hog_is_killed_alone(host: testinfra.host.Host, agent: str, uid: int, runtime: str) -> None:
+def test_a_memory_hog_is_stopped_and_contained(host: testinfra.host.Host, agent: str, uid: int, runtime: str) -> None:
     before = limits(host, agent)
     limit_mb = before["HostConfig"]["Memory"] // 1024 ** 2
     hog = host.run(f"docker exec agentfleet-{agent}-1 {HOG} {limit_mb + 512}")
-    assert hog.rc == 137, (hog.rc, hog.stdout, hog.stderr)  # SIGKILL from the OOM killer
-    after = limits(host, agent)
-    assert after["State"]["StartedAt"] == before["State"]["StartedAt"] and after["State"]["Running"]
-    assert after["RestartCount"] == before["RestartCount"]
-    assert limits(host, "anga")["State"]["Health"]["Status"] == "healthy"
+    assert hog.rc != 0 and str((limit_mb + 512) * 1024 ** 2) not in hog.stdout, (hog.rc, hog.stdout, hog.stderr)
+    if runtime == "runc":
+        assert hog.rc == 137  # SIGKILL from the OOM killer, to the hog alone
+    contained(host, agent, runtime, before)
 
 
 @pytest.mark.parametrize(("agent", "uid", "runtime"), LIMITED)
