@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Benchmark: what an operator waits for, on bare Debian 13 host containers (as Molecule makes them).
+
+    bench/stack.py [workers ...]      (default 3 30 100; inside the venv; needs scripts/build-test-images)
+
+1. cold: site.yml on a bare host -> healthy stack (3 workers, offline images as in our tests);
+2. floor: the same work as a plain script on a second bare host: the same engine packages, the
+   same daemon.json, the same image builds (the contexts the role wrote), `docker compose up
+   --wait` on the same project; and the ratio cold / floor;
+3. for each worker count: a converge to that model, then a warm re-run and a --check run, each
+   with its changed count (both must be 0).
+Claim latency comes from bench/runtime_claims.py. Each playbook also writes a profile_tasks
+log under the scratch directory, for where the time goes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from table import print_table
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = "agentfleet-test/host:trixie"
+RECAP = re.compile(r"^\S+\s*:\s*ok=\d+\s+changed=(?P<changed>\d+).*failed=(?P<failed>\d+)", re.M)
+# The host container as molecule/default makes it: systemd, its own engine, no --privileged.
+HOST_OPTIONS = yaml.safe_load((ROOT / "molecule" / "default" / "molecule.yml").read_text())["platforms"][0]
+# What the floor does by hand: the role's packages, daemon.json and builds, then compose up.
+FLOOR = """set -e
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-cli docker-compose >/dev/null
+mkdir -p /etc/docker && cp /bench/daemon.json /etc/docker/daemon.json && systemctl restart docker
+docker load -qi /bench/base.tar >/dev/null
+for context in /bench/images/*/; do [ -f "$context/.tag" ] || continue; docker build -q -t "$(cat "$context/.tag")" "$context" >/dev/null; done
+cd /etc/agentfleet/stack && docker compose up -d --wait --quiet-pull >/dev/null
+"""
+
+
+def sh(*command: str, check: bool = True) -> str:
+    return subprocess.run(command, capture_output=True, text=True, check=check).stdout
+
+
+def start_host(name: str) -> None:
+    sh("docker", "rm", "-f", "-v", name, check=False)
+    caps = [f"--cap-add={cap}" for cap in HOST_OPTIONS["capabilities"]]
+    sh("docker", "run", "-d", "--name", name, *caps, "--security-opt", "seccomp=unconfined", "--security-opt",
+       "apparmor=unconfined", "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", "/var/lib/docker",
+       "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp", IMAGE, "/lib/systemd/systemd")
+    for _ in range(60):
+        state = sh("docker", "exec", name, "systemctl", "is-system-running", check=False).strip()
+        if state in ("running", "degraded"):
+            return
+        time.sleep(1)
+    sys.exit(f"{name}: systemd did not finish booting")
+
+
+def model(workers: int) -> list[dict[str, object]]:
+    names = ["orchestrator", *[f"worker{n:03d}" for n in range(1, workers + 1)], "monitor"]
+    kinds = ["orchestrator", *["worker"] * workers, "monitor"]
+    return [{"name": name, "kind": kind, "uid": 10000 + i} for i, (name, kind) in enumerate(zip(names, kinds))]
+
+
+def playbook(scratch: Path, host: str, workers: int, label: str, *extra: str) -> tuple[float, int]:
+    inventory = {"agentfleet_hosts": {"hosts": {host: {
+        "ansible_connection": "community.docker.docker", "ansible_python_interpreter": "/usr/bin/python3"}}}}
+    (scratch / "hosts.json").write_text(json.dumps(inventory))
+    (scratch / "model.json").write_text(json.dumps({"agent_model_agents": model(workers)}))
+    command = ["ansible-playbook", "-i", str(scratch / "hosts.json"), "site.yml", "-e", f"@{ROOT / 'bench' / 'stack-vars.yml'}",
+               "-e", f"@{scratch / 'model.json'}", "-e", f"bench_scratch={scratch}", *extra]
+    environment = {**os.environ, "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "NO_COLOR": "1",
+                   "ANSIBLE_FORCE_COLOR": "0"}
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT, env=environment)
+    elapsed = time.monotonic() - started
+    (scratch / f"{label}.log").write_text(result.stdout + result.stderr)
+    recap = RECAP.search(result.stdout)
+    if result.returncode != 0 or recap is None:
+        sys.exit(f"{label} failed (log: {scratch / label}.log):\n{result.stdout[-3000:]}{result.stderr[-1000:]}")
+    return elapsed, int(recap["changed"])
+
+
+def floor(scratch: Path, converged: str, bare: str) -> float:
+    """Copy what the roles produced (project, tree, build contexts) to a bare host, untimed; time the work."""
+    bundle = scratch / "bundle.tar"
+    files = "/etc/agentfleet /srv/agentfleet /var/lib/agentfleet/images /etc/docker/daemon.json"
+    sh("docker", "exec", converged, "sh", "-c", f"tar -cf /tmp/bundle.tar {files}")
+    sh("docker", "cp", f"{converged}:/tmp/bundle.tar", str(bundle))
+    sh("docker", "cp", str(bundle), f"{bare}:/tmp/bundle.tar")
+    images = sh("docker", "exec", converged, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "agentfleet/*")
+    tag_files = " && ".join(f"echo {tag} > /bench/images/{tag.split('/')[1].split(':')[0]}/.tag"
+                            for tag in images.split())
+    sh("docker", "exec", bare, "sh", "-c", "tar -C / -xf /tmp/bundle.tar && mkdir -p /bench && "
+       "cp -a /var/lib/agentfleet/images /bench/images && cp /etc/docker/daemon.json /bench/ && rm -f /etc/docker/daemon.json "
+       f"&& {tag_files}")
+    sh("docker", "cp", str(scratch / "base-trixie.tar"), f"{bare}:/bench/base.tar")
+    started = time.monotonic()
+    result = subprocess.run(["docker", "exec", bare, "bash", "-c", FLOOR], capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - started
+    if result.returncode != 0:
+        sys.exit(f"the floor script failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return elapsed
+
+
+def main() -> None:
+    counts = [int(arg) for arg in sys.argv[1:]] or [3, 30, 100]
+    converged, bare = "agentfleet-bench-stack", "agentfleet-bench-floor"
+    scratch = Path(tempfile.mkdtemp(prefix="agentfleet-bench-"))
+    sh("docker", "save", "-o", str(scratch / "base-trixie.tar"), "agentfleet-test/debian:trixie")
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", scratch / "ca.pem")
+    rows = []
+    try:
+        start_host(converged)
+        cold = playbook(scratch, converged, counts[0], "cold")
+        start_host(bare)
+        floor_time = floor(scratch, converged, bare)
+        sh("docker", "rm", "-f", "-v", bare)
+        rows.append([f"cold converge, {counts[0]} workers", f"{cold[0]:.0f} s", str(cold[1])])
+        rows.append(["floor (plain script, same work)", f"{floor_time:.0f} s", "-"])
+        rows.append(["cold / floor", f"{cold[0] / floor_time:.2f}", "-"])
+        for count in counts:
+            if count != counts[0]:
+                grown = playbook(scratch, converged, count, f"converge-{count}")
+                rows.append([f"converge to {count} workers", f"{grown[0]:.0f} s", str(grown[1])])
+            warm = playbook(scratch, converged, count, f"warm-{count}")
+            check = playbook(scratch, converged, count, f"check-{count}", "--check")
+            rows.append([f"warm re-run, {count} workers", f"{warm[0]:.1f} s", str(warm[1])])
+            rows.append([f"--check, {count} workers", f"{check[0]:.1f} s", str(check[1])])
+    finally:
+        for name in (converged, bare):
+            sh("docker", "rm", "-f", "-v", name, check=False)
+        print(f"logs (profile_tasks): {scratch}")
+    print_table(["run", "wall time", "changed"], rows)
+
+
+if __name__ == "__main__":
+    main()
