@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -186,6 +187,13 @@ PASSWORD = re.compile(r"^[A-Za-z0-9_-]{16,}$")
 UPSTREAM = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 
+def agent_stack_redis_secret_files(stack: dict[str, Any], directory: str, password: str) -> list[dict[str, Any]]:
+    """Each agent's redis password file (derived from the stack's password), owned by its numeric ids."""
+    return [{"path": f"{directory}/secrets/redis-{agent['name']}.password", "uid": agent["uid"], "gid": agent["gid"],
+             "content": hashlib.sha256(f"{password}:{agent['name']}".encode()).hexdigest(), "mode": "0400"}
+            for agent in stack["agents"]]
+
+
 def agent_stack_input_errors(settings: dict[str, Any], api_key: str, redis_password: str, upstream: str,
                              needs_key: bool, stack: dict[str, Any] | None = None) -> list[str]:
     """What is wrong with the stack's inputs, each naming its variable and never a secret's value."""
@@ -237,4 +245,5 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"agent_stack_compose": agent_stack_compose, "agent_stack_mounts": agent_stack_mounts,
                 "agent_stack_input_errors": agent_stack_input_errors,
+                "agent_stack_redis_secret_files": agent_stack_redis_secret_files,
                 "agent_stack_networks": agent_stack_networks}

@@ -1,0 +1,55 @@
+"""The agent_secret_files module on scratch files: written once, atomically, fixed when they drift."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from agent_secret_files import _write, stale_files
+from agent_stack import agent_stack_redis_secret_files
+from test_agent_stack_compose import default_stack
+
+UID, GID = os.getuid(), os.getgid()
+
+
+def specs(directory: Path, content: str = "s3cret") -> list[dict[str, Any]]:
+    return [{"path": str(directory / f"redis-{name}.password"), "content": f"{content}-{name}", "uid": UID, "gid": GID,
+             "mode": "0400"} for name in ("marie", "anga")]
+
+
+def converge(files: list[dict[str, Any]]) -> list[str]:
+    stale = stale_files(files)
+    for spec in files:
+        if spec["path"] in stale:
+            _write(spec)
+    return stale
+
+
+def test_writes_each_file_once_with_its_mode(tmp_path: Path) -> None:
+    assert len(converge(specs(tmp_path))) == 2
+    assert converge(specs(tmp_path)) == []
+    written = tmp_path / "redis-marie.password"
+    assert written.read_text() == "s3cret-marie" and stat.S_IMODE(written.stat().st_mode) == 0o400
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["redis-anga.password", "redis-marie.password"]
+
+
+def test_a_changed_secret_or_mode_is_rewritten_and_nothing_else(tmp_path: Path) -> None:
+    converge(specs(tmp_path))
+    (tmp_path / "redis-anga.password").chmod(0o644)
+    changed = converge(specs(tmp_path, content="new"))
+    assert sorted(Path(path).name for path in changed) == ["redis-anga.password", "redis-marie.password"]
+    os.chmod(tmp_path / "redis-anga.password", 0o644)
+    assert [Path(path).name for path in stale_files(specs(tmp_path, content="new"))] == ["redis-anga.password"]
+
+
+def test_check_mode_only_reports(tmp_path: Path) -> None:
+    assert len(stale_files(specs(tmp_path))) == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_each_agent_gets_its_own_derived_password() -> None:
+    files = {Path(spec["path"]).name: spec for spec in agent_stack_redis_secret_files(default_stack(), "/etc/s", "pw")}
+    assert files["redis-marie.password"]["uid"] == 10001 and files["redis-marie.password"]["mode"] == "0400"
+    assert files["redis-marie.password"]["content"] != files["redis-anga.password"]["content"]
+    assert len(files["redis-marie.password"]["content"]) == 64
