@@ -48,8 +48,9 @@ def attacks(host: testinfra.host.Host) -> dict[str, str]:
         "another worker's tasks": verdict("cat /agentfleet/inbox/anga/*.json"),
         "another worker's results and workspace": verdict("ls /agentfleet/results/anga || ls /agentfleet/workspaces/anga"),
         "another worker's credentials": verdict("ls /agentfleet/credentials/anga"),
-        "other agents' processes": verdict("for p in /proc/[0-9]*; do [ \"$(stat -c %u $p)\" != \"$(id -u)\" ] "
-                                           "&& exit 0; done; exit 1"),
+        # A process that ends between the glob and stat (a healthcheck) is gone, not foreign.
+        "other agents' processes": verdict("for p in /proc/[0-9]*; do u=$(stat -c %u $p 2>/dev/null) && "
+                                           "[ \"$u\" != \"$(id -u)\" ] && exit 0; done; exit 1"),
         "the Docker API": verdict("test -e /var/run/docker.sock || curl -s --max-time 5 --noproxy '*' "
                                   "http://dockerproxy:2375/_ping"),
         "the internet": verdict(f"curl -s --max-time 5 --noproxy '*' http://{outside}:8000/ | grep -q agentfleet-outside"
