@@ -115,24 +115,29 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="agentfleet-bench-"))
     sh("docker", "save", "-o", str(scratch / "base-trixie.tar"), "agentfleet-test/debian:trixie")
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", scratch / "ca.pem")
-    rows = []
+    rows: list[list[str]] = []
+
+    def record(*row: str) -> None:
+        rows.append(list(row))
+        print("  ".join(row), flush=True)  # as it goes: the whole run takes long
+
     try:
         start_host(converged)
         cold = playbook(scratch, converged, counts[0], "cold")
         start_host(bare)
         floor_time = floor(scratch, converged, bare)
         sh("docker", "rm", "-f", "-v", bare)
-        rows.append([f"cold converge, {counts[0]} workers", f"{cold[0]:.0f} s", str(cold[1])])
-        rows.append(["floor (plain script, same work)", f"{floor_time:.0f} s", "-"])
-        rows.append(["cold / floor", f"{cold[0] / floor_time:.2f}", "-"])
+        record(f"cold converge, {counts[0]} workers", f"{cold[0]:.0f} s", str(cold[1]))
+        record("floor (plain script, same work)", f"{floor_time:.0f} s", "-")
+        record("cold / floor", f"{cold[0] / floor_time:.2f}", "-")
         for count in counts:
             if count != counts[0]:
                 grown = playbook(scratch, converged, count, f"converge-{count}")
-                rows.append([f"converge to {count} workers", f"{grown[0]:.0f} s", str(grown[1])])
+                record(f"converge to {count} workers", f"{grown[0]:.0f} s", str(grown[1]))
             warm = playbook(scratch, converged, count, f"warm-{count}")
             check = playbook(scratch, converged, count, f"check-{count}", "--check")
-            rows.append([f"warm re-run, {count} workers", f"{warm[0]:.1f} s", str(warm[1])])
-            rows.append([f"--check, {count} workers", f"{check[0]:.1f} s", str(check[1])])
+            record(f"warm re-run, {count} workers", f"{warm[0]:.1f} s", str(warm[1]))
+            record(f"--check, {count} workers", f"{check[0]:.1f} s", str(check[1]))
     finally:
         for name in (converged, bare):
             sh("docker", "rm", "-f", "-v", name, check=False)
