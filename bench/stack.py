@@ -91,13 +91,13 @@ def floor(scratch: Path, converged: str, bare: str) -> float:
     """Copy what the roles produced (project, tree, build contexts) to a bare host, untimed; time the work."""
     bundle = scratch / "bundle.tar"
     files = "/etc/agentfleet /srv/agentfleet /var/lib/agentfleet/images /etc/docker/daemon.json"
-    sh("docker", "exec", converged, "sh", "-c", f"tar -cf /tmp/bundle.tar {files}")
-    sh("docker", "cp", f"{converged}:/tmp/bundle.tar", str(bundle))
-    sh("docker", "cp", str(bundle), f"{bare}:/tmp/bundle.tar")
+    sh("docker", "exec", converged, "sh", "-c", f"tar -cf /bundle.tar {files}")
+    sh("docker", "cp", f"{converged}:/bundle.tar", str(bundle))
+    sh("docker", "cp", str(bundle), f"{bare}:/bundle.tar")
     images = sh("docker", "exec", converged, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "agentfleet/*")
     tag_files = " && ".join(f"echo {tag} > /bench/images/{tag.split('/')[1].split(':')[0]}/.tag"
                             for tag in images.split())
-    sh("docker", "exec", bare, "sh", "-c", "tar -C / -xf /tmp/bundle.tar && mkdir -p /bench && "
+    sh("docker", "exec", bare, "sh", "-c", "tar -C / -xf /bundle.tar && mkdir -p /bench && "
        "cp -a /var/lib/agentfleet/images /bench/images && cp /etc/docker/daemon.json /bench/ && rm -f /etc/docker/daemon.json "
        f"&& {tag_files}")
     sh("docker", "cp", str(scratch / "base-trixie.tar"), f"{bare}:/bench/base.tar")
