@@ -63,9 +63,10 @@ def start_host(name: str) -> None:
 
 
 def model(workers: int) -> list[dict[str, object]]:
-    names = ["orchestrator", *[f"worker{n:03d}" for n in range(1, workers + 1)], "monitor"]
-    kinds = ["orchestrator", *["worker"] * workers, "monitor"]
-    return [{"name": name, "kind": kind, "uid": 10000 + i} for i, (name, kind) in enumerate(zip(names, kinds))]
+    """Fixed ids for orchestrator and monitor, so a larger model only adds workers."""
+    fixed: list[dict[str, object]] = [{"name": "orchestrator", "kind": "orchestrator", "uid": 10000},
+                                      {"name": "monitor", "kind": "monitor", "uid": 10001}]
+    return fixed + [{"name": f"worker{n:03d}", "kind": "worker", "uid": 10001 + n} for n in range(1, workers + 1)]
 
 
 def playbook(scratch: Path, host: str, workers: int, label: str, *extra: str) -> tuple[float, int]:
