@@ -147,9 +147,15 @@ def test_ollama_client_speaks_over_a_unix_socket(tmp_path: Path) -> None:
 
     class StandIn(socketserver.StreamRequestHandler):
         def handle(self) -> None:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += self.request.recv(4096)
+            # Read the whole request before answering: closing while the client still
+            # sends its body would break its pipe (a race, not the behaviour under test).
+            head = self.rfile.readline()
+            length = 0
+            while (line := self.rfile.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            assert head.startswith(b"POST ") and json.loads(self.rfile.read(length))["model"] == "m"
             body = json.dumps({"response": "over the socket"}).encode()
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
 
