@@ -9,6 +9,9 @@
    --wait` on the same project; and the ratio cold / floor;
 3. for each worker count: a converge to that model, then a warm re-run and a --check run, each
    with its changed count (both must be 0).
+Ansible runs on the host itself, as the README's deploy does (inventories/local: a local
+connection): ansible-core of the controller's version in a venv there, our collections copied
+in, the repository mounted read-only. Installing that is not timed.
 Claim latency comes from bench/runtime_claims.py. Each playbook also writes a profile_tasks
 log under the scratch directory, for where the time goes.
 """
@@ -25,11 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import ansible
+import ansible_collections
 import yaml
 from table import print_table
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "agentfleet-test/host:trixie"
+CONTROLLER_COLLECTIONS = "/opt/ansible-collections"
 RECAP = re.compile(r"^\S+\s*:\s*ok=\d+\s+changed=(?P<changed>\d+).*failed=(?P<failed>\d+)", re.M)
 # The host container as molecule/default makes it: systemd, its own engine, no --privileged.
 HOST_OPTIONS = yaml.safe_load((ROOT / "molecule" / "default" / "molecule.yml").read_text())["platforms"][0]
@@ -48,18 +54,34 @@ def sh(*command: str, check: bool = True) -> str:
     return subprocess.run(command, capture_output=True, text=True, check=check).stdout
 
 
-def start_host(name: str) -> None:
+def start_host(name: str, scratch: Path | None = None) -> None:
+    """A bare host container; with scratch, also the repository and scratch mounted (the controller side)."""
     sh("docker", "rm", "-f", "-v", name, check=False)
     caps = [f"--cap-add={cap}" for cap in HOST_OPTIONS["capabilities"]]
+    mounts = ["-v", f"{ROOT}:/agentfleet:ro", "-v", f"{scratch}:/bench:ro"] if scratch else []
     sh("docker", "run", "-d", "--name", name, *caps, "--security-opt", "seccomp=unconfined", "--security-opt",
        "apparmor=unconfined", "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", "/var/lib/docker",
-       "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp", IMAGE, "/lib/systemd/systemd")
+       "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp", *mounts, IMAGE,
+       "/lib/systemd/systemd")
     for _ in range(60):
         state = sh("docker", "exec", name, "systemctl", "is-system-running", check=False).strip()
         if state in ("running", "degraded"):
             return
         time.sleep(1)
     sys.exit(f"{name}: systemd did not finish booting")
+
+
+def install_ansible(name: str) -> None:
+    """ansible-core at the controller's version, and the collections the roles use, on the host."""
+    version = ansible.__version__
+    collections = Path(list(ansible_collections.__path__)[0])
+    sh("docker", "exec", "-e", "DEBIAN_FRONTEND=noninteractive", name, "sh", "-c",
+       "apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv /opt/ansible && "
+       f"PIP_CERT=/bench/ca.pem /opt/ansible/bin/pip install -q ansible-core=={version} && "
+       f"mkdir -p {CONTROLLER_COLLECTIONS}/ansible_collections/community {CONTROLLER_COLLECTIONS}/ansible_collections/ansible")
+    for collection in ("community/docker", "ansible/posix"):
+        sh("docker", "cp", str(collections / collection),
+           f"{name}:{CONTROLLER_COLLECTIONS}/ansible_collections/{collection.split('/')[0]}/")
 
 
 def model(workers: int) -> list[dict[str, object]]:
@@ -70,16 +92,15 @@ def model(workers: int) -> list[dict[str, object]]:
 
 
 def playbook(scratch: Path, host: str, workers: int, label: str, *extra: str) -> tuple[float, int]:
-    inventory = {"agentfleet_hosts": {"hosts": {host: {
-        "ansible_connection": "community.docker.docker", "ansible_python_interpreter": "/usr/bin/python3"}}}}
-    (scratch / "hosts.json").write_text(json.dumps(inventory))
+    """site.yml on the host itself, on the local inventory, as the README's deploy command runs it."""
     (scratch / "model.json").write_text(json.dumps({"agent_model_agents": model(workers)}))
-    command = ["ansible-playbook", "-i", str(scratch / "hosts.json"), "site.yml", "-e", f"@{ROOT / 'bench' / 'stack-vars.yml'}",
-               "-e", f"@{scratch / 'model.json'}", "-e", f"bench_scratch={scratch}", *extra]
-    environment = {**os.environ, "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "NO_COLOR": "1",
-                   "ANSIBLE_FORCE_COLOR": "0"}
+    environment = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "ANSIBLE_FORCE_COLOR": "0",
+                   "NO_COLOR": "1", "ANSIBLE_COLLECTIONS_PATH": CONTROLLER_COLLECTIONS}
+    command = ["docker", "exec", "-w", "/agentfleet", *[f"-e{key}={value}" for key, value in environment.items()], host,
+               "/opt/ansible/bin/ansible-playbook", "-i", "inventories/local/hosts.yml", "site.yml",
+               "-e", "@bench/stack-vars.yml", "-e", "@/bench/model.json", "-e", "bench_scratch=/bench", *extra]
     started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT, env=environment)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - started
     (scratch / f"{label}.log").write_text(result.stdout + result.stderr)
     recap = RECAP.search(result.stdout)
@@ -123,7 +144,8 @@ def main() -> None:
         print("  ".join(row), flush=True)  # as it goes: the whole run takes long
 
     try:
-        start_host(converged)
+        start_host(converged, scratch)
+        install_ansible(converged)
         cold = playbook(scratch, converged, counts[0], "cold")
         start_host(bare)
         floor_time = floor(scratch, converged, bare)

@@ -1,6 +1,6 @@
 """Bad agent models fail before any change, with a message naming the field.
 
-Runs the agent_model role (read-only: getent, stat, slurp) against this machine in check mode;
+Runs the agent_model role (read-only: one agent_model_host call) against this machine in check mode;
 the good-input control shows that each failure comes from its bad value alone.
 """
 

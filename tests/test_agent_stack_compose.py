@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from agent_model import agent_model_stack
-from agent_stack import agent_stack_compose, agent_stack_input_errors, agent_stack_networks
+from agent_stack import agent_stack_compose, agent_stack_input_errors, agent_stack_leaving, agent_stack_networks
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = yaml.safe_load((ROOT / "roles" / "agent_model" / "defaults" / "main.yml").read_text())
@@ -178,3 +178,13 @@ def test_an_ollama_backend_without_the_socket_is_refused() -> None:
     assert agent_stack_input_errors(with_socket, "sk-ant-good", "p" * 16, "https://api.anthropic.com", True, stack) == []
     backend = agent_stack_compose(stack, IMAGES, with_socket)["services"]["olga"]["environment"]["AGENTFLEET_BACKEND"]
     assert '"ollama_url": "unix:///run/ollama/ollama.sock"' in backend
+
+
+def test_only_containers_of_services_that_left_the_model_are_leaving() -> None:
+    def container(name: str, service: str) -> dict[str, Any]:
+        return {"Names": [f"/{name}"], "Labels": {"com.docker.compose.service": service}}
+
+    stack = default_stack()
+    containers = [container("agentfleet-marie-1", "marie"), container("agentfleet-redis-1", "redis"),
+                  container("agentfleet-gone-1", "gone"), {"Names": ["/agentfleet-odd-1"]}]
+    assert agent_stack_leaving(containers, stack) == ["agentfleet-gone-1", "agentfleet-odd-1"]

@@ -241,9 +241,17 @@ def _pool_errors(pool: str, stack: dict[str, Any] | None) -> list[str]:
     return errors
 
 
+def agent_stack_leaving(containers: list[dict[str, Any]], stack: dict[str, Any]) -> list[str]:
+    """Names of the project's containers whose service is no longer in this host's model (a loop
+    over every container, most of them skipped, costs time per agent on each run)."""
+    keep = {entry["name"] for entry in stack["services"] + stack["agents"]}
+    return [container["Names"][0].lstrip("/") for container in containers
+            if container.get("Labels", {}).get("com.docker.compose.service") not in keep]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"agent_stack_compose": agent_stack_compose, "agent_stack_mounts": agent_stack_mounts,
                 "agent_stack_input_errors": agent_stack_input_errors,
                 "agent_stack_redis_secret_files": agent_stack_redis_secret_files,
-                "agent_stack_networks": agent_stack_networks}
+                "agent_stack_networks": agent_stack_networks, "agent_stack_leaving": agent_stack_leaving}

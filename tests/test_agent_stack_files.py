@@ -1,4 +1,4 @@
-"""The agent_secret_files module on scratch files: written once, atomically, fixed when they drift."""
+"""The agent_stack_files module on scratch files: written once, atomically, fixed when they drift."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from agent_secret_files import _write, stale_files
+from agent_stack_files import DIFF_LIMIT, _write, diff, stale_directories, stale_files
 from agent_stack import agent_stack_redis_secret_files
 from test_agent_stack_compose import default_stack
 
@@ -53,3 +53,21 @@ def test_each_agent_gets_its_own_derived_password() -> None:
     assert files["redis-marie.password"]["uid"] == 10001 and files["redis-marie.password"]["mode"] == "0400"
     assert files["redis-marie.password"]["content"] != files["redis-anga.password"]["content"]
     assert len(files["redis-marie.password"]["content"]) == 64
+
+
+def test_plain_files_show_a_diff_and_long_ones_only_their_size(tmp_path: Path) -> None:
+    spec = {"path": str(tmp_path / "squid.conf"), "text": "http_port 3128\n", "content": None, "uid": UID, "gid": GID,
+            "mode": "0644"}
+    assert converge([spec]) == [spec["path"]]
+    changed = dict(spec, text="http_port 3129\n")
+    assert diff(changed)["before"] == "http_port 3128\n" and diff(changed)["after"] == "http_port 3129\n"
+    assert "characters" in diff(dict(spec, text="x" * (DIFF_LIMIT + 1)))["after"]
+
+
+def test_directories_are_reported_until_they_have_their_owner_and_mode(tmp_path: Path) -> None:
+    wanted = [{"path": str(tmp_path / "stack"), "uid": UID, "gid": GID, "mode": "0755"}]
+    assert stale_directories(wanted) == [str(tmp_path / "stack")]
+    (tmp_path / "stack").mkdir(mode=0o700)
+    assert stale_directories(wanted) == [str(tmp_path / "stack")]
+    (tmp_path / "stack").chmod(0o755)
+    assert stale_directories(wanted) == []

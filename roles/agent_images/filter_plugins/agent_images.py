@@ -1,0 +1,55 @@
+"""Filters of the agent_images role: every image's build context as one list of files, and each
+image's tag as a hash of exactly those files, so a tag changes if and only if its context does."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+File = dict[str, Any]
+
+
+def agent_images_context_files(dockerfiles: dict[str, str], build_dir: str, runtime: dict[str, str],
+                               ca_bundle: str) -> list[File]:
+    """The files of every context: each Dockerfile, the runtime (agent image only: source path ->
+    content, kept under runtime/<its directory>/), the build CA bundle in every context when set."""
+    files = [{"paths": [f"{build_dir}/{name}/Dockerfile"], "content": text, "mode": "0640"}
+             for name, text in sorted(dockerfiles.items())]
+    files += [{"paths": [f"{build_dir}/agent/runtime/{os.path.basename(os.path.dirname(source))}/"
+                         f"{os.path.basename(source)}"], "content": content, "mode": "0644"}
+              for source, content in sorted(runtime.items())]
+    if ca_bundle:
+        files.append({"paths": [f"{build_dir}/{name}/build-ca.pem" for name in sorted(dockerfiles)],
+                      "content": ca_bundle, "mode": "0644"})
+    return files
+
+
+def agent_images_context_directories(names: list[str], build_dir: str) -> list[dict[str, str]]:
+    """One directory per image (base holds the base image archive); the runtime's are world-readable
+    because the host's agentctl uses them as they are."""
+    directories = [{"path": f"{build_dir}/{name}", "mode": "0750"} for name in ["base", *sorted(names)]]
+    return directories + [{"path": f"{build_dir}/agent/runtime{sub}", "mode": "0755"}
+                          for sub in ("", "/agentfleet", "/schemas")]
+
+
+def agent_images_tags(files: list[File], build_dir: str, repositories: dict[str, str]) -> dict[str, str]:
+    """repository:<12 hex digits of the sha256 over the image's files (path, mode, content)>."""
+    tags = {}
+    for name, repository in repositories.items():
+        prefix = f"{build_dir}/{name}/"
+        digest = hashlib.sha256()
+        mine = [(path, spec) for spec in files for path in spec["paths"] if path.startswith(prefix)]
+        for path, spec in sorted(mine, key=lambda pair: pair[0]):
+            for part in (path[len(prefix):], spec["mode"], spec["content"]):
+                digest.update(part.encode() + b"\0")
+        tags[name] = f"{repository}:{digest.hexdigest()[:12]}"
+    return tags
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {"agent_images_context_files": agent_images_context_files,
+                "agent_images_context_directories": agent_images_context_directories,
+                "agent_images_tags": agent_images_tags}

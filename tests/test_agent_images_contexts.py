@@ -1,0 +1,78 @@
+"""agent_images' build contexts: the file list, tags that follow the context, and the writer."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from agent_images import agent_images_context_directories, agent_images_context_files, agent_images_tags
+from agent_images_contexts import stale_directories, stale_files, write
+
+REPOSITORIES = {"agent": "agentfleet/agent", "redis": "agentfleet/redis"}
+
+
+def context(build: Path, dockerfile: str = "FROM base\n", ca: str = "CA\n") -> list[dict[str, Any]]:
+    runtime = {"/src/runtime/agentfleet/worker.py": "print('w')\n", "/src/runtime/schemas/task.json": "{}\n"}
+    return agent_images_context_files({"agent": dockerfile, "redis": "FROM base\n"}, str(build), runtime, ca)
+
+
+def converge(build: Path, files: list[dict[str, Any]]) -> list[str]:
+    for directory in agent_images_context_directories(list(REPOSITORIES), str(build)):
+        os.makedirs(directory["path"], exist_ok=True)
+    stale = stale_files(files)
+    for path, content, mode in stale:
+        write(path, content, mode)
+    return [path for path, _, _ in stale]
+
+
+def test_the_runtime_goes_into_the_agent_context_and_the_ca_into_every_one(tmp_path: Path) -> None:
+    paths = {path for spec in context(tmp_path) for path in spec["paths"]}
+    relative = {os.path.relpath(path, tmp_path) for path in paths}
+    assert relative == {"agent/Dockerfile", "redis/Dockerfile", "agent/runtime/agentfleet/worker.py",
+                        "agent/runtime/schemas/task.json", "agent/build-ca.pem", "redis/build-ca.pem"}
+    assert not any("build-ca" in path for spec in context(tmp_path, ca="") for path in spec["paths"])
+
+
+def test_a_tag_changes_exactly_when_its_context_does(tmp_path: Path) -> None:
+    before = agent_images_tags(context(tmp_path), str(tmp_path), REPOSITORIES)
+    changed_agent = agent_images_tags(context(tmp_path, dockerfile="FROM other\n"), str(tmp_path), REPOSITORIES)
+    changed_ca = agent_images_tags(context(tmp_path, ca="CA2\n"), str(tmp_path), REPOSITORIES)
+    assert before["agent"].startswith("agentfleet/agent:") and len(before["agent"].split(":")[1]) == 12
+    assert before == agent_images_tags(context(tmp_path), str(tmp_path), REPOSITORIES)
+    assert changed_agent["agent"] != before["agent"] and changed_agent["redis"] == before["redis"]
+    assert changed_ca["agent"] != before["agent"] and changed_ca["redis"] != before["redis"]
+
+
+def test_written_once_then_left_alone_and_fixed_when_it_drifts(tmp_path: Path) -> None:
+    files = context(tmp_path)
+    assert len(converge(tmp_path, files)) == 6
+    assert converge(tmp_path, files) == []
+    dockerfile = tmp_path / "agent" / "Dockerfile"
+    assert stat.S_IMODE(dockerfile.stat().st_mode) == 0o640
+    dockerfile.chmod(0o666)
+    (tmp_path / "redis" / "build-ca.pem").write_text("tampered\n")
+    assert sorted(converge(tmp_path, files)) == [str(dockerfile), str(tmp_path / "redis" / "build-ca.pem")]
+    assert (tmp_path / "redis" / "build-ca.pem").read_text() == "CA\n"
+
+
+def test_a_symlink_in_a_context_is_replaced_not_followed(tmp_path: Path) -> None:
+    files = context(tmp_path)
+    converge(tmp_path, files)
+    outside = tmp_path / "outside"
+    outside.write_text("keep\n")
+    dockerfile = tmp_path / "agent" / "Dockerfile"
+    dockerfile.unlink()
+    dockerfile.symlink_to(outside)
+    assert converge(tmp_path, files) == [str(dockerfile)]
+    assert outside.read_text() == "keep\n" and not dockerfile.is_symlink()
+
+
+def test_directories_are_reported_until_they_exist_with_their_mode(tmp_path: Path) -> None:
+    directories = agent_images_context_directories(list(REPOSITORIES), str(tmp_path))
+    assert len(stale_directories(directories)) == len(directories)
+    converge(tmp_path, [])
+    for directory in directories:
+        os.chmod(directory["path"], int(directory["mode"], 8))
+    assert stale_directories(directories) == []
