@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import grp
+import json
 import pwd
+import stat
+from pathlib import Path
 from typing import Any
 
 import agent_accounts
 import pytest
+from ansible.plugins.filter.core import to_nice_json
 
 MARIE = {"name": "agent-marie", "uid": 10001, "group": "agent-marie", "groups": ["agentfleet-common"],
          "home": "/srv/agentfleet/workspaces/marie", "comment": "agentfleet worker marie"}
@@ -51,3 +55,25 @@ def test_only_owned_accounts_that_left_are_removed(monkeypatch: pytest.MonkeyPat
     owned = {"users": {"agent-zoe": 10005}, "groups": {"agent-zoe": 10005}}
     commands = agent_accounts.plan([], [], owned, SHELL)
     assert commands == [["userdel", "agent-zoe"], ["groupdel", "agent-zoe"]]
+
+
+def test_the_registry_lists_owned_accounts_until_they_are_removed() -> None:
+    owned = {"users": {"agent-zoe": 10005}, "groups": {"agent-zoe": 10005}}
+    pending = json.loads(agent_accounts.registry([MARIE], GROUPS, owned))
+    final = json.loads(agent_accounts.registry([MARIE], GROUPS))
+    assert pending["users"] == {"agent-marie": 10001, "agent-zoe": 10005}
+    assert final == {"users": {"agent-marie": 10001},
+                     "groups": {"agent-marie": 10001, "agentfleet-common": 10901}}
+
+
+def test_the_registry_text_is_what_the_copy_task_wrote_before() -> None:
+    """Same bytes as `to_nice_json` plus a newline, so an upgrade does not rewrite the file."""
+    text = agent_accounts.registry([MARIE], GROUPS)
+    assert text == to_nice_json(json.loads(text)) + "\n"
+
+
+def test_the_registry_is_written_atomically_in_a_new_directory(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "accounts.json"
+    agent_accounts._write(str(path), "{}\n")
+    assert path.read_text() == "{}\n" and stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755 and [p.name for p in path.parent.iterdir()] == [path.name]

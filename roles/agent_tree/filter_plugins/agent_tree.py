@@ -16,14 +16,6 @@ def agent_tree_id_moves(stack: dict[str, Any], passwd: Table, group: Table) -> d
     return {"uid_map": uids, "gid_map": gids}
 
 
-def agent_tree_registry(stack: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The accounts agentfleet owns on this host; previous ones stay listed until removed."""
-    before = previous or {}
-    users = {**before.get("users", {}), **{u["name"]: u["uid"] for u in stack["users"]}}
-    groups = {**before.get("groups", {}), **{g["name"]: g["gid"] for g in stack["groups"]}}
-    return {"users": dict(sorted(users.items())), "groups": dict(sorted(groups.items()))}
-
-
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"agent_tree_id_moves": agent_tree_id_moves, "agent_tree_registry": agent_tree_registry}
+        return {"agent_tree_id_moves": agent_tree_id_moves}

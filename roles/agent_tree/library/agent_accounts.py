@@ -9,7 +9,10 @@ groupadd/useradd/usermod only for what differs.
 from __future__ import annotations
 
 import grp
+import json
+import os
 import pwd
+import tempfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -36,6 +39,13 @@ options:
     description: Login shell of every account.
     type: str
     default: /usr/sbin/nologin
+  registry:
+    description:
+      - Path of the registry of accounts agentfleet owns (JSON, root 0644). Before any change it
+        lists the owned and the wanted accounts, so an interrupted run never leaves accounts the
+        next run would refuse as foreign; afterwards only the wanted ones.
+    type: path
+    required: true
 """
 
 Account = dict[str, Any]
@@ -82,6 +92,34 @@ def plan(users: list[Account], groups: list[Account], owned: dict[str, Any], she
     return commands
 
 
+def registry(users: list[Account], groups: list[Account], previous: dict[str, Any] | None = None) -> str:
+    """The registry's text: the wanted accounts, plus those of previous still listed until removed."""
+    before = previous or {}
+    owned_users = {**before.get("users", {}), **{u["name"]: u["uid"] for u in users}}
+    owned_groups = {**before.get("groups", {}), **{g["name"]: g["gid"] for g in groups}}
+    return json.dumps({"users": owned_users, "groups": owned_groups}, indent=4, sort_keys=True) + "\n"
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write(path: str, text: str) -> None:
+    """Atomically, root 0644, creating its directory (0755) when missing."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".registry.")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.chmod(temporary, 0o644)
+    os.chown(temporary, 0, 0)
+    os.replace(temporary, path)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -89,18 +127,29 @@ def main() -> None:
             "groups": {"type": "list", "elements": "dict", "required": True},
             "owned": {"type": "dict", "required": True},
             "shell": {"type": "str", "default": "/usr/sbin/nologin"},
+            "registry": {"type": "path", "required": True},
         },
         supports_check_mode=True,
     )
     params = module.params
     commands = plan(params["users"], params["groups"], params["owned"], params["shell"])
+    current = _read(params["registry"])
+    pending = registry(params["users"], params["groups"], params["owned"])
+    final = registry(params["users"], params["groups"])
     if not module.check_mode:
+        if commands and current != pending:
+            _write(params["registry"], pending)
         for command in commands:
             if command[0] == "groupdel" and command[1] not in {entry.gr_name for entry in grp.getgrall()}:
                 continue  # userdel already removed the user's own group (USERGROUPS_ENAB)
             module.run_command(command, check_rc=True)
+        if current != final:
+            _write(params["registry"], final)
     lines = "".join(" ".join(command) + "\n" for command in commands)
-    module.exit_json(changed=bool(commands), commands=commands, diff={"before": "", "after": lines})
+    diff = [{"before_header": "accounts", "after_header": "accounts", "before": "", "after": lines},
+            {"before_header": params["registry"], "after_header": params["registry"], "before": current or "",
+             "after": final}]
+    module.exit_json(changed=bool(commands) or current != final, commands=commands, diff=diff)
 
 
 if __name__ == "__main__":
