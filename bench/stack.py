@@ -41,12 +41,17 @@ RECAP = re.compile(r"^\S+\s*:\s*ok=\d+\s+changed=(?P<changed>\d+).*failed=(?P<fa
 HOST_OPTIONS = yaml.safe_load((ROOT / "molecule" / "default" / "molecule.yml").read_text())["platforms"][0]
 # What the floor does by hand: the role's packages, daemon.json and builds, then compose up.
 FLOOR = """set -e
+mark() { echo "$1 $(date +%s.%N)"; }
+mark start
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-cli docker-compose >/dev/null
 mkdir -p /etc/docker && cp /bench/daemon.json /etc/docker/daemon.json && systemctl restart docker
 docker load -qi /bench/base.tar >/dev/null
+mark engine
 for context in /bench/images/*/; do [ -f "$context/.tag" ] || continue; docker build -q -t "$(cat "$context/.tag")" "$context" >/dev/null; done
+mark builds
 cd /etc/agentfleet/stack && docker compose up -d --wait --quiet-pull >/dev/null
+mark up
 """
 
 
@@ -94,8 +99,8 @@ def model(workers: int) -> list[dict[str, object]]:
 def playbook(scratch: Path, host: str, workers: int, label: str, *extra: str) -> tuple[float, int]:
     """site.yml on the host itself, on the local inventory, as the README's deploy command runs it."""
     (scratch / "model.json").write_text(json.dumps({"agent_model_agents": model(workers)}))
-    environment = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "ANSIBLE_FORCE_COLOR": "0",
-                   "NO_COLOR": "1", "ANSIBLE_COLLECTIONS_PATH": CONTROLLER_COLLECTIONS}
+    environment = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all",
+                   "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1", "ANSIBLE_COLLECTIONS_PATH": CONTROLLER_COLLECTIONS}
     command = ["docker", "exec", "-w", "/agentfleet", *[f"-e{key}={value}" for key, value in environment.items()], host,
                "/opt/ansible/bin/ansible-playbook", "-i", "inventories/local/hosts.yml", "site.yml",
                "-e", "@bench/stack-vars.yml", "-e", "@/bench/model.json", "-e", "bench_scratch=/bench", *extra]
@@ -109,7 +114,13 @@ def playbook(scratch: Path, host: str, workers: int, label: str, *extra: str) ->
     return elapsed, int(recap["changed"])
 
 
-def floor(scratch: Path, converged: str, bare: str) -> float:
+def task_seconds(scratch: Path, label: str, task: str) -> float:
+    """Seconds profile_tasks gave the tasks of a run whose names contain task."""
+    recap = (scratch / f"{label}.log").read_text().partition("TASKS RECAP")[2]
+    return sum(float(match[2]) for match in re.finditer(r"^(.*?) -+ ([\d.]+)s$", recap, re.M) if task in match[1])
+
+
+def floor(scratch: Path, converged: str, bare: str) -> dict[str, float]:
     """Copy what the roles produced (project, tree, build contexts) to a bare host, untimed; time the work."""
     bundle = scratch / "bundle.tar"
     files = "/etc/agentfleet /srv/agentfleet /var/lib/agentfleet/images /etc/docker/daemon.json"
@@ -123,12 +134,13 @@ def floor(scratch: Path, converged: str, bare: str) -> float:
        "cp -a /var/lib/agentfleet/images /bench/images && cp /etc/docker/daemon.json /bench/ && rm -f /etc/docker/daemon.json "
        f"&& {tag_files}")
     sh("docker", "cp", str(scratch / "base-trixie.tar"), f"{bare}:/bench/base.tar")
-    started = time.monotonic()
     result = subprocess.run(["docker", "exec", bare, "bash", "-c", FLOOR], capture_output=True, text=True, check=False)
-    elapsed = time.monotonic() - started
     if result.returncode != 0:
         sys.exit(f"the floor script failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return elapsed
+    marks = dict(line.split() for line in result.stdout.splitlines() if len(line.split()) == 2)
+    steps = {step: float(marks[step]) - float(marks[before])
+             for before, step in (("start", "engine"), ("engine", "builds"), ("builds", "up"))}
+    return {**steps, "total": float(marks["up"]) - float(marks["start"])}
 
 
 def main() -> None:
@@ -148,11 +160,16 @@ def main() -> None:
         install_ansible(converged)
         cold = playbook(scratch, converged, counts[0], "cold")
         start_host(bare)
-        floor_time = floor(scratch, converged, bare)
+        floor_times = floor(scratch, converged, bare)
         sh("docker", "rm", "-f", "-v", bare)
         record(f"cold converge, {counts[0]} workers", f"{cold[0]:.0f} s", str(cold[1]))
-        record("floor (plain script, same work)", f"{floor_time:.0f} s", "-")
-        record("cold / floor", f"{cold[0] / floor_time:.2f}", "-")
+        record("  of it: image builds / deploy until healthy",
+               f"{task_seconds(scratch, 'cold', 'Build the images'):.0f} s / "
+               f"{task_seconds(scratch, 'cold', 'Deploy the stack'):.0f} s", "-")
+        record("floor (plain script, same work)", f"{floor_times['total']:.0f} s", "-")
+        record("  of it: engine / image builds / compose up until healthy",
+               " / ".join(f"{floor_times[step]:.0f} s" for step in ("engine", "builds", "up")), "-")
+        record("cold / floor", f"{cold[0] / floor_times['total']:.2f}", "-")
         for count in counts:
             if count != counts[0]:
                 grown = playbook(scratch, converged, count, f"converge-{count}")

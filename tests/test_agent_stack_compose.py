@@ -137,6 +137,7 @@ BAD = [
     ({"subnet": "8.8.8.0/24"}, "agent_stack_subnet: 8.8.8.0/24 must be a private IPv4"),
     ({"subnet": "10.0.0.0/25"}, "must be a private IPv4 network of /24 or larger"),
     ({"heartbeat_interval": 0}, "agent_stack_heartbeat_interval: 0 must be"),
+    ({"health_interval": "30s"}, "agent_stack_health_interval: '30s' must be"),
     ({"project": "Agent Fleet"}, "agent_stack_project"),
 ]
 
@@ -188,3 +189,13 @@ def test_only_containers_of_services_that_left_the_model_are_leaving() -> None:
     containers = [container("agentfleet-marie-1", "marie"), container("agentfleet-redis-1", "redis"),
                   container("agentfleet-gone-1", "gone"), {"Names": ["/agentfleet-odd-1"]}]
     assert agent_stack_leaving(containers, stack) == ["agentfleet-gone-1", "agentfleet-odd-1"]
+
+
+def test_health_checks_are_sparse_once_healthy_and_quick_while_starting(compose: dict[str, Any]) -> None:
+    """Every container: checked each agent_stack_health_interval seconds, each second while starting."""
+    checks = {name: service["healthcheck"] for name, service in compose["services"].items()}
+    assert set(checks) >= {"marie", "orchestrator", "monitor", "redis", "gateway", "egress", "dockerproxy"}
+    for name, check in checks.items():
+        assert (check["interval"], check["start_interval"]) == (f"{SETTINGS['health_interval']}s", "1s"), name
+        assert int(check["start_period"].removesuffix("s")) > 0, name
+    assert checks["marie"]["start_period"] == f"{3 * SETTINGS['heartbeat_interval']}s"
