@@ -3,10 +3,13 @@
 
     bench/stack.py [workers ...]      (default 3 30 100; inside the venv; needs scripts/build-test-images)
 
-1. cold: site.yml on a bare host -> healthy stack (3 workers, offline images as in our tests);
-2. floor: the same work as a plain script on a second bare host: the same engine packages, the
-   same daemon.json, the same image builds (the contexts the role wrote), `docker compose up
-   --wait` on the same project; and the ratio cold / floor;
+0. untimed: site.yml on a bare host, so that what the builds download has been fetched once
+   before either timed run (a cache on the way would favour the second);
+1. floor: the same work as a plain script on a bare host: the same engine packages, the same
+   daemon.json, the same image builds (the contexts the role wrote), `docker compose up --wait`
+   on the same project;
+2. cold: site.yml on another bare host -> healthy stack (3 workers, offline images as in our
+   tests); and the ratio cold / floor;
 3. for each worker count: a converge to that model, then a warm re-run and a --check run, each
    with its changed count (both must be 0).
 Ansible runs on the host itself, as the README's deploy does (inventories/local: a local
@@ -145,7 +148,7 @@ def floor(scratch: Path, converged: str, bare: str) -> dict[str, float]:
 
 def main() -> None:
     counts = [int(arg) for arg in sys.argv[1:]] or [3, 30, 100]
-    converged, bare = "agentfleet-bench-stack", "agentfleet-bench-floor"
+    converged, bare, primer = "agentfleet-bench-stack", "agentfleet-bench-floor", "agentfleet-bench-primer"
     scratch = Path(tempfile.mkdtemp(prefix="agentfleet-bench-"))
     sh("docker", "save", "-o", str(scratch / "base-trixie.tar"), "agentfleet-test/debian:trixie")
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", scratch / "ca.pem")
@@ -156,12 +159,18 @@ def main() -> None:
         print("  ".join(row), flush=True)  # as it goes: the whole run takes long
 
     try:
+        # What the builds download (Debian's archive, npm) may be cached on the way once fetched,
+        # which would favour whichever build runs second: an untimed converge fetches it all first.
+        start_host(primer, scratch)
+        install_ansible(primer)
+        playbook(scratch, primer, counts[0], "primer")
+        start_host(bare)
+        floor_times = floor(scratch, primer, bare)
+        for name in (primer, bare):
+            sh("docker", "rm", "-f", "-v", name)
         start_host(converged, scratch)
         install_ansible(converged)
         cold = playbook(scratch, converged, counts[0], "cold")
-        start_host(bare)
-        floor_times = floor(scratch, converged, bare)
-        sh("docker", "rm", "-f", "-v", bare)
         record(f"cold converge, {counts[0]} workers", f"{cold[0]:.0f} s", str(cold[1]))
         record("  of it: image builds / deploy until healthy",
                f"{task_seconds(scratch, 'cold', 'Build the images'):.0f} s / "
@@ -179,7 +188,7 @@ def main() -> None:
             record(f"warm re-run, {count} workers", f"{warm[0]:.1f} s", str(warm[1]))
             record(f"--check, {count} workers", f"{check[0]:.1f} s", str(check[1]))
     finally:
-        for name in (converged, bare):
+        for name in (converged, bare, primer):
             sh("docker", "rm", "-f", "-v", name, check=False)
         print(f"logs (profile_tasks): {scratch}")
     print_table(["run", "wall time", "changed"], rows)
