@@ -6,8 +6,8 @@
 0. untimed: site.yml on a bare host, so that what the builds download has been fetched once
    before either timed run (a cache on the way would favour the second);
 1. floor: the same work as a plain script on a bare host: the same engine packages, the same
-   daemon.json, the same image builds (the contexts the role wrote), `docker compose up --wait`
-   on the same project;
+   daemon.json, the same image builds (`docker buildx bake` of the contexts and bake file the
+   role wrote), `docker compose up --wait` on the same project;
 2. cold: site.yml on another bare host -> healthy stack (3 workers, offline images as in our
    tests); and the ratio cold / floor;
 3. for each worker count: a converge to that model, then a warm re-run and a --check run, each
@@ -42,16 +42,17 @@ CONTROLLER_COLLECTIONS = "/opt/ansible-collections"
 RECAP = re.compile(r"^\S+\s*:\s*ok=\d+\s+changed=(?P<changed>\d+).*failed=(?P<failed>\d+)", re.M)
 # The host container as molecule/default makes it: systemd, its own engine, no --privileged.
 HOST_OPTIONS = yaml.safe_load((ROOT / "molecule" / "default" / "molecule.yml").read_text())["platforms"][0]
-# What the floor does by hand: the role's packages, daemon.json and builds, then compose up.
+# What the floor does by hand: the role's packages, daemon.json and builds (one bake of the role's
+# bake file: every image at once, as the role builds them), then compose up.
 FLOOR = """set -e
 mark() { echo "$1 $(date +%s.%N)"; }
 mark start
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-cli docker-compose >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-cli docker-buildx docker-compose >/dev/null
 mkdir -p /etc/docker && cp /bench/daemon.json /etc/docker/daemon.json && systemctl restart docker
 docker load -qi /bench/base.tar >/dev/null
 mark engine
-for context in /bench/images/*/; do [ -f "$context/.tag" ] || continue; docker build -q -t "$(cat "$context/.tag")" "$context" >/dev/null; done
+cd /bench/images && docker buildx bake --file bake.json --progress plain >/dev/null 2>&1
 mark builds
 cd /etc/agentfleet/stack && docker compose up -d --wait --quiet-pull >/dev/null
 mark up
@@ -130,12 +131,8 @@ def floor(scratch: Path, converged: str, bare: str) -> dict[str, float]:
     sh("docker", "exec", converged, "sh", "-c", f"tar -cf /bundle.tar {files}")
     sh("docker", "cp", f"{converged}:/bundle.tar", str(bundle))
     sh("docker", "cp", str(bundle), f"{bare}:/bundle.tar")
-    images = sh("docker", "exec", converged, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "agentfleet/*")
-    tag_files = " && ".join(f"echo {tag} > /bench/images/{tag.split('/')[1].split(':')[0]}/.tag"
-                            for tag in images.split())
     sh("docker", "exec", bare, "sh", "-c", "tar -C / -xf /bundle.tar && mkdir -p /bench && "
-       "cp -a /var/lib/agentfleet/images /bench/images && cp /etc/docker/daemon.json /bench/ && rm -f /etc/docker/daemon.json "
-       f"&& {tag_files}")
+       "cp -a /var/lib/agentfleet/images /bench/images && cp /etc/docker/daemon.json /bench/ && rm -f /etc/docker/daemon.json")
     sh("docker", "cp", str(scratch / "base-trixie.tar"), f"{bare}:/bench/base.tar")
     result = subprocess.run(["docker", "exec", bare, "bash", "-c", FLOOR], capture_output=True, text=True, check=False)
     if result.returncode != 0:

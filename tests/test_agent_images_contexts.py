@@ -7,7 +7,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from agent_images import agent_images_context_directories, agent_images_context_files, agent_images_tags
+from agent_images import (agent_images_bake, agent_images_context_directories, agent_images_context_files,
+                          agent_images_tags)
 from agent_images_contexts import stale_directories, stale_files, write
 
 REPOSITORIES = {"agent": "agentfleet/agent", "redis": "agentfleet/redis"}
@@ -76,3 +77,9 @@ def test_directories_are_reported_until_they_exist_with_their_mode(tmp_path: Pat
     for directory in directories:
         os.chmod(directory["path"], int(directory["mode"], 8))
     assert stale_directories(directories) == []
+
+
+def test_the_bake_file_builds_every_image_from_its_own_context_with_its_tag() -> None:
+    bake = agent_images_bake({"redis": "agentfleet/redis:abc", "agent": "agentfleet/agent:def"})
+    assert bake == {"target": {"agent": {"context": "./agent", "tags": ["agentfleet/agent:def"]},
+                               "redis": {"context": "./redis", "tags": ["agentfleet/redis:abc"]}}}

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 from agent_model import agent_model_stack
-from agent_stack import agent_stack_compose, agent_stack_input_errors, agent_stack_leaving, agent_stack_networks
+from agent_stack import (agent_stack_compose, agent_stack_input_errors, agent_stack_leaving, agent_stack_networks,
+                         agent_stack_runtime_tree)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = yaml.safe_load((ROOT / "roles" / "agent_model" / "defaults" / "main.yml").read_text())
@@ -199,3 +200,12 @@ def test_health_checks_are_sparse_once_healthy_and_quick_while_starting(compose:
         assert (check["interval"], check["start_interval"]) == (f"{SETTINGS['health_interval']}s", "1s"), name
         assert int(check["start_period"].removesuffix("s")) > 0, name
     assert checks["marie"]["start_period"] == f"{3 * SETTINGS['heartbeat_interval']}s"
+
+
+def test_the_host_runtime_tree_lists_its_directories_first_and_every_file() -> None:
+    tree = agent_stack_runtime_tree({"agentfleet/worker.py": "w", "schemas/task.json": "{}"}, "/opt/agentfleet/runtime")
+    assert [d["path"] for d in tree["directories"]] == ["/opt/agentfleet/runtime", "/opt/agentfleet/runtime/agentfleet",
+                                                        "/opt/agentfleet/runtime/schemas"]
+    assert {f["path"]: (f["text"], f["mode"], f["uid"]) for f in tree["files"]} == {
+        "/opt/agentfleet/runtime/agentfleet/worker.py": ("w", "0644", 0),
+        "/opt/agentfleet/runtime/schemas/task.json": ("{}", "0644", 0)}

@@ -48,8 +48,14 @@ def agent_images_tags(files: list[File], build_dir: str, repositories: dict[str,
     return tags
 
 
+def agent_images_bake(tags: dict[str, str]) -> dict[str, Any]:
+    """A bake file building every image from its context, relative to the file (buildx allows
+    reads below the working directory without an --allow)."""
+    return {"target": {name: {"context": f"./{name}", "tags": [tag]} for name, tag in sorted(tags.items())}}
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"agent_images_context_files": agent_images_context_files,
+        return {"agent_images_context_files": agent_images_context_files, "agent_images_bake": agent_images_bake,
                 "agent_images_context_directories": agent_images_context_directories,
                 "agent_images_tags": agent_images_tags}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import posixpath
 import re
 from typing import Any
 
@@ -249,6 +250,16 @@ def _pool_errors(pool: str, stack: dict[str, Any] | None) -> list[str]:
     return errors
 
 
+def agent_stack_runtime_tree(runtime: dict[str, str], root: str) -> dict[str, list[dict[str, Any]]]:
+    """The host's copy of the agent runtime (relative path -> text) under root, for agentctl:
+    root-owned, world-readable, its directories first."""
+    subdirectories = sorted({posixpath.dirname(path) for path in runtime} - {""})
+    return {"directories": [{"path": posixpath.join(root, sub).rstrip("/"), "uid": 0, "gid": 0, "mode": "0755"}
+                            for sub in ["", *subdirectories]],
+            "files": [{"path": posixpath.join(root, path), "text": text, "uid": 0, "gid": 0, "mode": "0644"}
+                      for path, text in sorted(runtime.items())]}
+
+
 def agent_stack_leaving(containers: list[dict[str, Any]], stack: dict[str, Any]) -> list[str]:
     """Names of the project's containers whose service is no longer in this host's model (a loop
     over every container, most of them skipped, costs time per agent on each run)."""
@@ -262,4 +273,5 @@ class FilterModule:
         return {"agent_stack_compose": agent_stack_compose, "agent_stack_mounts": agent_stack_mounts,
                 "agent_stack_input_errors": agent_stack_input_errors,
                 "agent_stack_redis_secret_files": agent_stack_redis_secret_files,
-                "agent_stack_networks": agent_stack_networks, "agent_stack_leaving": agent_stack_leaving}
+                "agent_stack_networks": agent_stack_networks, "agent_stack_leaving": agent_stack_leaving,
+                "agent_stack_runtime_tree": agent_stack_runtime_tree}
