@@ -52,7 +52,7 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-cli docke
 mkdir -p /etc/docker && cp /bench/daemon.json /etc/docker/daemon.json && systemctl restart docker
 docker load -qi /bench/base.tar >/dev/null
 mark engine
-cd /bench/images && docker buildx bake --file bake.json --progress plain >/dev/null 2>&1
+cd /bench/images && docker buildx bake --file bake.json --progress plain >/bench/bake.log 2>&1 || { tail -20 /bench/bake.log; exit 1; }
 mark builds
 cd /etc/agentfleet/stack && docker compose up -d --wait --quiet-pull >/dev/null
 mark up

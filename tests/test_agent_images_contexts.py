@@ -81,5 +81,6 @@ def test_directories_are_reported_until_they_exist_with_their_mode(tmp_path: Pat
 
 def test_the_bake_file_builds_every_image_from_its_own_context_with_its_tag() -> None:
     bake = agent_images_bake({"redis": "agentfleet/redis:abc", "agent": "agentfleet/agent:def"})
-    assert bake == {"target": {"agent": {"context": "./agent", "tags": ["agentfleet/agent:def"]},
+    assert bake == {"group": {"default": {"targets": ["agent", "redis"]}},
+                    "target": {"agent": {"context": "./agent", "tags": ["agentfleet/agent:def"]},
                                "redis": {"context": "./redis", "tags": ["agentfleet/redis:abc"]}}}

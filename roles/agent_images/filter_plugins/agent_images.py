@@ -50,8 +50,9 @@ def agent_images_tags(files: list[File], build_dir: str, repositories: dict[str,
 
 def agent_images_bake(tags: dict[str, str]) -> dict[str, Any]:
     """A bake file building every image from its context, relative to the file (buildx allows
-    reads below the working directory without an --allow)."""
-    return {"target": {name: {"context": f"./{name}", "tags": [tag]} for name, tag in sorted(tags.items())}}
+    reads below the working directory without an --allow); `docker buildx bake` alone builds all."""
+    return {"group": {"default": {"targets": sorted(tags)}},
+            "target": {name: {"context": f"./{name}", "tags": [tag]} for name, tag in sorted(tags.items())}}
 
 
 class FilterModule:
