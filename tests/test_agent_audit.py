@@ -15,7 +15,7 @@ from typing import Any
 
 import agentfleet_probe as probe
 import pytest
-from agent_audit import agent_audit_breaches, agent_audit_specs, agent_audit_table
+from agent_audit import agent_audit_breaches, agent_audit_reports, agent_audit_specs, agent_audit_table, expected_families
 from test_agent_stack_compose import IMAGES, SETTINGS, default_stack
 from agent_stack import agent_stack_compose
 
@@ -85,6 +85,53 @@ def test_the_probe_reports_a_reachable_address_and_a_resolving_name() -> None:
 def test_connect_outcomes_are_classified() -> None:
     assert probe.connect("agentfleet-nothing.invalid:80") == (False, probe.connect("agentfleet-nothing.invalid:80")[1])
     assert probe.connect("agentfleet-nothing.invalid:80")[1].startswith("no such name")
+
+
+NONCE = "0123456789abcdef"
+
+
+def honest_report(item: dict[str, Any], **changes: Any) -> str:
+    rows = [{"check": family, "target": "t", "ok": True, "observed": "blocked"} for family in expected_families(item["spec"])]
+    return json.dumps({"agent": item["agent"], "nonce": NONCE, "rows": rows, **changes})
+
+
+def integrity(reports: list[dict[str, Any]]) -> list[str]:
+    return [row["observed"] for report in reports for row in report["rows"] if row["check"] == "audit_integrity"]
+
+
+def test_a_report_is_judged_by_the_controller_not_believed(specs: dict[str, dict[str, Any]]) -> None:
+    marie = specs["marie"]
+    assert integrity(agent_audit_reports([honest_report(marie)], [marie], NONCE)) == []
+    forged = {"no rows at all": json.dumps({"agent": "marie", "nonce": NONCE, "rows": []}),
+              "a family left out": json.dumps({**json.loads(honest_report(marie)),
+                                               "rows": json.loads(honest_report(marie))["rows"][1:]}),
+              "no nonce (not the probe this audit sent)": honest_report(marie, nonce=""),
+              "another agent's report": honest_report(marie, agent="anga"),
+              "not JSON": "all good", "a list": "[]", "deep nesting": "[" * 100_000 + "]" * 100_000,
+              "rows of the wrong shape": json.dumps({"agent": "marie", "nonce": NONCE, "rows": [{"ok": 1}]})}
+    for label, output in forged.items():
+        found = integrity(agent_audit_reports([output], [marie], NONCE))
+        assert len(found) == 1, label
+        assert agent_audit_breaches(agent_audit_reports([output], [marie], NONCE)), label
+    assert "no rows for" in integrity(agent_audit_reports([forged["no rows at all"]], [marie], NONCE))[0]
+    assert "agent_files" in expected_families(marie["spec"]) and "other_agents" in expected_families(marie["spec"])
+
+
+def test_the_probe_echoes_the_nonce_and_hides_it_from_its_children() -> None:
+    code = PROBE.read_text().replace("sys.exit(main(sys.argv[1:]))",
+                                     "main(sys.argv[1:]); print(os.environ.get('AGENTFLEET_PROBE_NONCE', 'gone'))")
+    result = subprocess.run([sys.executable, "-I", "-", json.dumps({"agent": "host", "checks": ["privileges"]})],
+                            input=code, capture_output=True, text=True, check=True, timeout=60, cwd="/",
+                            env={**os.environ, "AGENTFLEET_PROBE_NONCE": NONCE})
+    report, after = result.stdout.splitlines()
+    assert json.loads(report)["nonce"] == NONCE and after == "gone"
+
+
+def test_the_table_escapes_what_a_probe_saw() -> None:
+    reports = [{"agent": "marie", "rows": [{"check": "api_key_hunt", "target": "files", "ok": False,
+                                            "observed": "/agentfleet/common/\x1b[2Jevil"}]}]
+    assert "\x1b" not in agent_audit_table(reports) and "\\x1b[2J" in agent_audit_table(reports)
+    assert agent_audit_breaches(reports) == ["marie api_key_hunt files: /agentfleet/common/\\x1b[2Jevil"]
 
 
 def test_table_and_breaches() -> None:

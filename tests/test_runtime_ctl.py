@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from agentfleet import agentctl, schema
+from agentfleet.fleet import Fleet
 from agentfleet.backends import Backend
 from agentfleet.config import Config
 from agentfleet.monitor import Monitor
@@ -26,9 +27,9 @@ def test_submit_goes_to_the_least_busy_worker_with_a_fresh_heartbeat(tmp_path: P
     beat(root, "anga", status="busy")
     beat(root, "fabien", age=60)  # stale: 60 s > 3 x 5 s
     beat(root, "marie")
-    assert agentctl.submit(root, "one", None)[0] == "marie"
-    assert agentctl.submit(root, "two", None)[0] in ("anga", "marie")
-    worker, ident = agentctl.submit(root, "three", "fabien")
+    assert agentctl.submit(Fleet.from_env(root, {}), "one", None)[0] == "marie"
+    assert agentctl.submit(Fleet.from_env(root, {}), "two", None)[0] in ("anga", "marie")
+    worker, ident = agentctl.submit(Fleet.from_env(root, {}), "three", "fabien")
     task = json.loads((root / "inbox" / "fabien" / f"{ident}.json").read_text())
     assert worker == "fabien" and task["prompt"] == "three"
     assert schema.errors(task, schema.load("task")) == []
@@ -37,16 +38,16 @@ def test_submit_goes_to_the_least_busy_worker_with_a_fresh_heartbeat(tmp_path: P
 def test_submit_names_an_unknown_worker(tmp_path: Path) -> None:
     root = make_tree(tmp_path, ["marie"])
     with pytest.raises(SystemExit, match="--to zoe: no such worker"):
-        agentctl.submit(root, "x", "zoe")
+        agentctl.submit(Fleet.from_env(root, {}), "x", "zoe")
     with pytest.raises(SystemExit, match="no worker has a fresh heartbeat"):
-        agentctl.submit(root, "x", None)
+        agentctl.submit(Fleet.from_env(root, {}), "x", None)
 
 
 def test_status_marks_stale_agents(tmp_path: Path) -> None:
     root = make_tree(tmp_path, ["anga", "marie"])
     beat(root, "anga", age=60)
     beat(root, "marie")
-    table = agentctl.status_table(root).splitlines()
+    table = agentctl.status_table(Fleet.from_env(root, {})).splitlines()
     assert table[0].split() == ["AGENT", "KIND", "STATUS", "TASK", "DONE", "PENDING", "AGE"]
     assert table[1].split()[:3] == ["anga", "worker", "STALE"] and table[2].split()[:3] == ["marie", "worker", "idle"]
 

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from agentfleet import agentctl
+from agentfleet.fleet import Fleet
 from runtime_helpers import make_tree, start_worker
 
 WORKERS = ["w1", "w2", "w3"]
@@ -25,7 +26,7 @@ def test_random_kills_lose_nothing_and_complete_nothing_twice(tmp_path: Path) ->
     # Losing and doubling are the point here; giving up after repeated kills has its own test.
     settings = {"AGENTFLEET_MAX_ATTEMPTS": "1000"}
     live = {name: start_worker(root, name, argv, log, **settings) for name in WORKERS}
-    ids = [agentctl.submit(root, f"task {n}", WORKERS[n % 3])[1] for n in range(TASKS)]
+    ids = [agentctl.submit(Fleet.from_env(root, {}), f"task {n}", WORKERS[n % 3])[1] for n in range(TASKS)]
     chooser, kills, deadline = random.Random(7), 0, time.monotonic() + 120
     while sum(1 for _ in root.glob("results/*/*.json")) < TASKS and time.monotonic() < deadline:
         time.sleep(chooser.uniform(0.05, 0.3))

@@ -98,7 +98,9 @@ def test_frames_and_timestamps_are_parsed_exactly() -> None:
 
 
 def test_requests_are_totalled_per_agent_and_never_twice(tmp_path: Path, api: FakeDockerAPI,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTFLEET_MONITOR", "monitor")
     root = make_tree(tmp_path, ["marie"])
     api.lines = [("2026-11-22T06:30:00.000000001Z", access("marie", 200)),
                  ("2026-11-22T06:30:00.000000002Z", "2026/11/22 06:30:00 [notice] 1#1: a notice, not a request"),

@@ -39,7 +39,7 @@ BAD = [
     ("id with a path separator", "t9.json", '{"id": "../t9", "prompt": "x"}', "id: '../t9' does not match"),
     ("file name not <id>.json", "t 10.txt", '{"id": "t10", "prompt": "x"}', "is not <id>.json"),
     ("prompt of the wrong type", "t11.json", '{"id": "t11", "prompt": 42}', "prompt: expected string"),
-    ("invalid UTF-8", "t12.json", b'{"id": "t12", "prompt": "\xff"}', "malformed JSON"),
+    ("invalid UTF-8", "t12.json", b'{"id": "t12", "prompt": "\xff"}', "not UTF-8"),
 ]
 
 
@@ -68,14 +68,14 @@ def test_symlinked_task_is_refused(tmp_path: Path) -> None:
     secret.write_text(json.dumps({"id": "link", "prompt": "leak"}))
     (root / "inbox" / "marie" / "link.json").symlink_to(secret)
     worker(root, marker).run_once()
-    assert result(root, "marie", "link")["reason"] == "the task file is a symlink; refused"
+    assert result(root, "marie", "link")["reason"] == "the task file: a symlink, not a regular file"
 
 
 def test_a_fifo_does_not_block_the_worker(tmp_path: Path) -> None:
     root, marker = make_tree(tmp_path, ["marie"]), tmp_path / "ran"
     os.mkfifo(root / "inbox" / "marie" / "pipe.json")
     worker(root, marker).run_once()
-    assert result(root, "marie", "pipe")["reason"] == "the task is not a regular file"
+    assert result(root, "marie", "pipe")["reason"] == "the task file: a FIFO, not a regular file"
 
 
 def test_the_worker_keeps_going_after_bad_input(tmp_path: Path) -> None:

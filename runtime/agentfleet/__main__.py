@@ -7,18 +7,21 @@ import signal
 import sys
 import time
 
-from . import agentctl, fleet
+from . import agentctl
+from .fleet import Fleet
+from .untrusted import printable
 from .config import Config
 from .monitor import Monitor
 from .worker import Worker
 
 
 def health(config: Config) -> int:
-    """Exit 1 when this agent's heartbeat is missing or older than 3 intervals (the healthcheck)."""
-    beats = fleet.heartbeats(config.root)
-    beat = beats.get(config.name)
+    """Exit 1 when this agent's heartbeat is missing, invalid or older than 3 intervals (the healthcheck)."""
+    fleet = Fleet(config.root, {config.name: os.getuid()}, interval=config.interval)
+    beat = fleet.heartbeats().get(config.name)
     if beat is None:
-        print(f"no heartbeat for {config.name}", file=sys.stderr)
+        reason = printable("; ".join(fleet.problems)) or "missing"
+        print(f"no valid heartbeat for {config.name}: {reason}", file=sys.stderr)
         return 1
     if fleet.is_stale(beat, time.time()):
         print(f"heartbeat of {config.name} is stale ({time.time() - float(beat['updated']):.0f} s old)", file=sys.stderr)

@@ -15,23 +15,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import fleet, schema
+from . import schema
+from .fleet import Fleet, table as fleet_table
 from .gateway_usage import usage_table
+from .untrusted import NAME, printable
 
 
-def submit(root: Path, prompt: str, worker: str | None) -> tuple[str, str]:
+def submit(fleet: Fleet, prompt: str, worker: str | None) -> tuple[str, str]:
     """Write a task atomically into a worker's inbox; the least busy fresh worker when none is named."""
-    beats = fleet.heartbeats(root)
+    beats = fleet.heartbeats()
     if worker is None:
-        live = [name for name in fleet.workers(root) if name in beats and not fleet.is_stale(beats[name])]
+        live = [name for name in fleet.workers() if name in beats and not fleet.is_stale(beats[name])]
         if not live:
             raise SystemExit("agentctl: no worker has a fresh heartbeat; name one with --to")
-        worker = min(live, key=lambda name: (len(fleet.pending(root, name)) + (beats[name]["status"] == "busy"), name))
-    inbox = root / "inbox" / worker
-    if not inbox.is_dir():
-        raise SystemExit(f"agentctl: --to {worker}: no such worker (no {inbox})")
+        worker = min(live, key=lambda name: (len(fleet.pending(name)) + (beats[name]["status"] == "busy"), name))
+    inbox = fleet.root / "inbox" / worker
+    if not NAME.match(worker) or not inbox.is_dir():
+        raise SystemExit(f"agentctl: --to {printable(worker)}: no such worker (no {printable(str(inbox))})")
     ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
-    task = {"id": ident, "prompt": prompt, "submitted": time.time(), "submitted_by": os.environ.get("USER", "agentctl")}
+    task = {"id": ident, "prompt": prompt, "submitted": time.time(),
+            "submitted_by": os.environ.get("USER", "agentctl")[:64]}
     errors = schema.errors(task, schema.load("task"))
     if errors:
         raise SystemExit("agentctl: " + "; ".join(errors))
@@ -39,32 +42,33 @@ def submit(root: Path, prompt: str, worker: str | None) -> tuple[str, str]:
     return worker, ident
 
 
-def status_table(root: Path) -> str:
+def status_table(fleet: Fleet) -> str:
     now, rows = time.time(), [("AGENT", "KIND", "STATUS", "TASK", "DONE", "PENDING", "AGE")]
-    inboxes = set(fleet.workers(root))
-    for name, beat in fleet.heartbeats(root).items():
-        state = "STALE" if fleet.is_stale(beat, now) else str(beat.get("status"))
-        waiting = str(len(fleet.pending(root, name))) if name in inboxes else "-"
-        rows.append((name, str(beat.get("kind")), state, str(beat.get("task") or "-"), str(beat.get("completed", 0)),
-                     waiting, f"{now - float(beat.get('updated', 0)):.0f}s"))
-    return fleet.table(rows)
+    inboxes = set(fleet.workers())
+    for name, beat in fleet.heartbeats().items():
+        state = "STALE" if fleet.is_stale(beat, now) else str(beat["status"])
+        waiting = str(len(fleet.pending(name))) if name in inboxes else "-"
+        rows.append((name, str(beat["kind"]), state, str(beat["task"] or "-"), str(beat["completed"]),
+                     waiting, f"{now - float(beat['updated']):.0f}s"))
+    return fleet_table(rows)
 
 
-def find(root: Path, ident: str) -> dict[str, Any] | None:
-    for path in (root / "results").glob(f"*/{ident}.json"):
-        document: dict[str, Any] = json.loads(path.read_text())
-        return document
-    return None
-
-
-def wait(root: Path, ident: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+def wait(fleet: Fleet, ident: str, timeout: float) -> dict[str, Any]:
+    deadline, refused = time.monotonic() + timeout, len(fleet.problems)
     while time.monotonic() < deadline:
-        found = find(root, ident)
+        found = fleet.find(ident)
         if found is not None:
             return found
+        if len(fleet.problems) > refused:
+            raise SystemExit(f"agentctl: the result of {ident} is invalid")
         time.sleep(0.05)
     raise SystemExit(f"agentctl: no result for {ident} within {timeout} s")
+
+
+def report_problems(fleet: Fleet) -> None:
+    """Files refused on the way, on stderr: the command's own output stays parseable."""
+    for problem in dict.fromkeys(fleet.problems):
+        print(f"agentctl: skipped {printable(problem)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,33 +89,42 @@ def main(argv: list[str] | None = None) -> int:
     waiting.add_argument("id")
     waiting.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args(argv)
+    fleet = Fleet.from_env(args.root)
+    try:
+        return run(fleet, args)
+    finally:
+        report_problems(fleet)
+
+
+def run(fleet: Fleet, args: argparse.Namespace) -> int:
     if args.command == "submit":
-        worker, ident = submit(args.root, args.prompt, args.to)
+        worker, ident = submit(fleet, args.prompt, args.to)
         print(f"{worker} {ident}")
         if args.wait is None:
             return 0
-        result = wait(args.root, ident, args.wait)
+        result = wait(fleet, ident, args.wait)
     elif args.command == "status":
-        print(status_table(args.root))
+        print(status_table(fleet))
         return 0
     elif args.command == "usage":
-        report = fleet.usage_report(args.root)
+        report = fleet.usage_report()
         if report is None:
             raise SystemExit("agentctl: no gateway usage report yet (the monitor writes logs/<monitor>/gateway-usage.json)")
         print(usage_table(report))
         return 0
     elif args.command == "results":
-        for item in fleet.results(args.root, args.worker):
-            print(f"{item['worker']}  {item['id']}  {item['status']}  {item.get('reason', '')[:80]}")
+        for item in fleet.results(args.worker):
+            print(printable(f"{item['worker']}  {item['id']}  {item['status']}  {item['reason'][:80]}"))
         return 0
     elif args.command == "show":
-        found = find(args.root, args.id)
+        found = fleet.find(args.id)
         if found is None:
             raise SystemExit(f"agentctl: no result for {args.id}")
         result = found
     else:
-        result = wait(args.root, args.id, args.timeout)
-    json.dump(result, sys.stdout, indent=2, sort_keys=True)
+        result = wait(fleet, args.id, args.timeout)
+    # ensure_ascii: every control character in a field is printed as an escape, never raw.
+    json.dump(result, sys.stdout, indent=2, sort_keys=True, ensure_ascii=True)
     print()
     return 0 if result.get("status") == "ok" else 1
 

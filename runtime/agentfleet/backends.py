@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from .untrusted import Refused, parse
+
 MAX_OUTPUT = 1_000_000
 PLACEHOLDER = re.compile(r"\{(?:prompt|task_id|workspace)\}")
 
@@ -50,9 +52,11 @@ class Backend:
         stdout, tail = stdout[:MAX_OUTPUT], stderr[-2000:].strip()
         if self.type == "claude":
             try:
-                answer = json.loads(stdout)
-            except json.JSONDecodeError:
-                return "failed", stdout, f"claude exited {returncode} without JSON output: {tail}"
+                answer = parse(stdout.encode(), max_depth=64)
+            except Refused:
+                answer = None
+            if not isinstance(answer, dict):
+                return "failed", stdout, f"claude exited {returncode} without a JSON object: {tail}"
             failed = returncode != 0 or answer.get("is_error", False)
             text = str(answer.get("result", ""))
             return ("failed", text, f"claude reported {answer.get('subtype', 'an error')}") if failed else ("ok", text, "")

@@ -1,64 +1,167 @@
-"""Reading the shared tree as the orchestrator, the monitor or root on the host sees it."""
+"""Reading the shared tree as the orchestrator, the monitor or root on the host sees it.
+
+Identity comes from where a file lives and who owns it, never from what it says: a result is
+marie's because it is results/marie/<id>.json and owned by marie's uid in the model; a field
+that disagrees makes it invalid. Every file that is refused lands in `problems` with its reason.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from .untrusted import ID, NAME, Refused, names, printable, read_document
 
 STALE_AFTER = 3  # heartbeat intervals
 
 
-def heartbeats(root: Path) -> dict[str, dict[str, Any]]:
-    beats = {}
-    for path in sorted((root / "heartbeats").glob("*/heartbeat.json")):
+@dataclass
+class Fleet:
+    """The tree at root and the model's agents (name -> uid) that may write into it."""
+
+    root: Path
+    agents: dict[str, int]
+    monitor: str | None = None
+    interval: float = 5.0
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_env(cls, root: Path, env: dict[str, str] | None = None) -> Fleet:
+        """The model from AGENTFLEET_AGENTS ({"name": uid}); without it, each heartbeat
+        directory's owner, which only root (Ansible, from the model) can set."""
+        env = dict(os.environ if env is None else env)
+        problems: list[str] = []
         try:
-            beats[path.parent.name] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-    return beats
+            agents = _agents_from_json(env["AGENTFLEET_AGENTS"]) if "AGENTFLEET_AGENTS" in env else _owners(root, problems)
+        except ValueError as error:
+            raise SystemExit(f"agentfleet: AGENTFLEET_AGENTS: {error}") from None
+        return cls(root, agents, env.get("AGENTFLEET_MONITOR") or None,
+                   float(env.get("AGENTFLEET_HEARTBEAT_INTERVAL", "5")), problems)
 
+    def refuse(self, path: Path, reason: str) -> None:
+        self.problems.append(f"{path}: {reason}")
 
-def is_stale(beat: dict[str, Any], now: float | None = None) -> bool:
-    age = (now or time.time()) - float(beat.get("updated", 0))
-    return beat.get("status") == "stopping" or age > STALE_AFTER * float(beat.get("interval", 5))
+    def heartbeats(self) -> dict[str, dict[str, Any]]:
+        beats = {}
+        for name, uid in sorted(self.agents.items()):
+            path = self.root / "heartbeats" / name / "heartbeat.json"
+            if not os.path.lexists(path):
+                continue
+            try:
+                beat = read_document(path, "heartbeat", uid)
+                if beat["agent"] != name:
+                    raise Refused(f"agent {beat['agent']!r} is not the directory's agent {name!r}")
+            except Refused as problem:
+                self.refuse(path, str(problem))
+                continue
+            beats[name] = beat
+        return beats
 
+    def is_stale(self, beat: dict[str, Any], now: float | None = None) -> bool:
+        """Judged by this reader's interval, never the one the heartbeat claims; a time from the
+        future is stale too (a dead agent must not stay fresh by lying once)."""
+        age = (now or time.time()) - float(beat["updated"])
+        return beat["status"] == "stopping" or not -self.interval <= age <= STALE_AFTER * self.interval
 
-def workers(root: Path) -> list[str]:
-    return sorted(path.name for path in (root / "inbox").iterdir() if path.is_dir())
+    def workers(self) -> list[str]:
+        inbox = self.root / "inbox"
+        return [name for name in names(inbox, self.problems) if name in self.agents and _is_dir(inbox / name)]
 
+    def pending(self, worker: str) -> list[str]:
+        """Task ids in a worker's inbox without a result yet."""
+        done = set(names(self.root / "results" / worker, self.problems))
+        return [name[:-5] for name in names(self.root / "inbox" / worker, self.problems)
+                if name.endswith(".json") and ID.match(name[:-5]) and name not in done]
 
-def pending(root: Path, worker: str) -> list[str]:
-    """Task ids in a worker's inbox without a result yet."""
-    results = root / "results" / worker
-    return sorted(path.stem for path in (root / "inbox" / worker).glob("*.json")
-                  if not path.name.startswith(".") and not (results / path.name).exists())
+    def result_names(self, worker: str) -> list[str]:
+        """<id>.json names in a worker's results directory; anything but those, claims and
+        writes in progress (dot-files) is reported."""
+        directory, found = self.root / "results" / worker, []
+        for name in names(directory, self.problems):
+            stem, dot, suffix = name.rpartition(".")
+            if dot and suffix == "json" and ID.match(stem):
+                found.append(name)
+            elif not name.startswith(".") and not (dot and suffix == "claim" and ID.match(stem)):
+                self.refuse(directory / name, "not <id>.json")
+        return found
 
-
-def results(root: Path, worker: str | None = None) -> list[dict[str, Any]]:
-    found = []
-    for path in sorted((root / "results").glob(f"{worker or '*'}/*.json")):
+    def result(self, worker: str, name: str) -> dict[str, Any] | None:
+        """results/<worker>/<name> when it is valid and really worker's; else None and a problem."""
+        path = self.root / "results" / worker / name
         try:
-            found.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return sorted(found, key=lambda result: float(result.get("finished", 0)))
+            document = read_document(path, "result", self.agents[worker])
+            if document["worker"] != worker:
+                raise Refused(f"worker {document['worker']!r} is not the directory's agent {worker!r}")
+            if f"{document['id']}.json" != name:
+                raise Refused(f"id {document['id']!r} does not match the file name")
+        except Refused as problem:
+            self.refuse(path, str(problem))
+            return None
+        return document
+
+    def results(self, worker: str | None = None) -> list[dict[str, Any]]:
+        found = []
+        for name in sorted(self.agents) if worker is None else [worker]:
+            if name not in self.agents or not _is_dir(self.root / "results" / name):
+                continue
+            found += [doc for doc in (self.result(name, entry) for entry in self.result_names(name)) if doc]
+        return sorted(found, key=lambda result: float(result["finished"]))
+
+    def find(self, ident: str) -> dict[str, Any] | None:
+        if not ID.match(ident):
+            raise SystemExit(f"agentctl: {printable(ident)!r} is not a task id")
+        for worker in sorted(self.agents):
+            if os.path.lexists(self.root / "results" / worker / f"{ident}.json"):
+                return self.result(worker, f"{ident}.json")
+        return None
+
+    def usage_report(self) -> dict[str, Any] | None:
+        """The monitor's gateway usage report: only the model's monitor writes it."""
+        if self.monitor not in self.agents:
+            self.problems.append("no monitor in the model (AGENTFLEET_MONITOR); no usage report to read")
+            return None
+        path = self.root / "logs" / self.monitor / "gateway-usage.json"
+        if not os.path.lexists(path):
+            return None
+        try:
+            return read_document(path, "gateway-usage", self.agents[self.monitor])
+        except Refused as problem:
+            self.refuse(path, str(problem))
+            return None
+
+
+def _agents_from_json(text: str) -> dict[str, int]:
+    agents = json.loads(text)
+    if not isinstance(agents, dict) or not all(isinstance(name, str) and NAME.match(name) and type(uid) is int
+                                               and uid >= 0 for name, uid in agents.items()):
+        raise ValueError("expected {\"agent name\": uid, ...}")
+    return agents
+
+
+def _owners(root: Path, problems: list[str]) -> dict[str, int]:
+    found = {}
+    for name in names(root / "heartbeats", problems):
+        info = os.lstat(root / "heartbeats" / name)
+        if NAME.match(name) and stat.S_ISDIR(info.st_mode):
+            found[name] = info.st_uid
+    return found
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns, the first row the header."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
-
-
-def usage_report(root: Path) -> dict[str, Any] | None:
-    """The monitor's gateway usage report, wherever the monitor is named."""
-    for path in sorted((root / "logs").glob("*/gateway-usage.json")):
-        try:
-            report: dict[str, Any] = json.loads(path.read_text())
-            return report
-        except (OSError, ValueError):
-            continue
-    return None
+    """Left-aligned columns, the first row the header; every cell escaped for a terminal."""
+    cells = [[printable(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import struct
 import urllib.parse
 from datetime import datetime, timezone
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .fleet import table
+from .untrusted import read_document
 
 Stamp = tuple[int, int]  # (unix seconds, nanoseconds): Docker's log timestamps, exactly
 
@@ -58,8 +60,9 @@ class GatewayUsage:
         self.report = report
         self.agents: dict[str, dict[str, Any]] = {}
         self.since: Stamp = (0, 0)
-        if report.exists():
-            saved = json.loads(report.read_text())
+        if os.path.lexists(report):
+            # The monitor's own file, in a directory only it writes; read like any other all the same.
+            saved = read_document(report, "gateway-usage", os.getuid())
             self.agents, self.since = saved["agents"], (int(saved["since"][0]), int(saved["since"][1]))
 
     def add(self, lines: list[str]) -> int:

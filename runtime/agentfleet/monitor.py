@@ -11,37 +11,77 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from . import fleet, schema
+from . import schema
+from .fleet import Fleet
 from .gateway_usage import GatewayUsage
 from .config import Config
 from .events import emit
 
 
 class Monitor:
-    def __init__(self, config: Config, retention: float) -> None:
+    def __init__(self, config: Config, retention: float, fleet: Fleet | None = None) -> None:
         self.config, self.retention = config, retention
+        self.fleet = fleet or Fleet.from_env(config.root)
+        self.fleet.interval = config.interval
         self.stopping = threading.Event()
         self.stale: list[str] = []
         self.archived = 0
+        self.reported: set[str] = set()
+        self.waiting: dict[Path, tuple[tuple[int, int, int], float]] = {}
         self.usage = GatewayUsage(config.root / "logs" / config.name / "gateway-usage.json")
         self.usage_error = ""
 
     def archive(self, now: float) -> int:
-        count = 0
-        for result in fleet.results(self.config.root):
-            if now - float(result.get("finished", now)) < self.retention:
+        """Copy each finished result to archive/<its directory's agent>/<its file name>: never a
+        path from what the result says."""
+        count, archive = 0, self.config.root / "archive"
+        for worker in sorted(self.fleet.agents):
+            if not (self.config.root / "results" / worker).is_dir():
                 continue
-            target = self.config.root / "archive" / str(result["worker"]) / f"{result['id']}.json"
-            if target.exists():
-                continue
-            target.parent.mkdir(exist_ok=True)
-            schema.write_atomic(target, result)
-            count += 1
+            for name in self.fleet.result_names(worker):
+                target = archive / worker / name
+                if os.path.lexists(target) or now - self.finished(worker, name, now) < self.retention:
+                    continue
+                result = self.fleet.result(worker, name)
+                if result is None:
+                    continue
+                target.parent.mkdir(mode=0o750, exist_ok=True)
+                schema.write_atomic(target, result, replace=False)
+                count += 1
         return count
 
+    def finished(self, worker: str, name: str, now: float) -> float:
+        """When a result finished (now when invalid); read again only when the file changed, so a
+        result waiting out its retention costs one lstat per check."""
+        path = self.config.root / "results" / worker / name
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return now
+        key = (info.st_ino, info.st_mtime_ns, info.st_size)
+        cached = self.waiting.get(path)
+        if cached and cached[0] == key:
+            return cached[1]
+        result = self.fleet.result(worker, name)
+        finished = now if result is None else float(result["finished"])
+        if len(self.waiting) > 100_000:
+            self.waiting.clear()
+        self.waiting[path] = (key, finished)
+        return finished
+
+    def report_problems(self) -> None:
+        """Each refused file once in the log (the set is bounded: a flood is reported again later)."""
+        if len(self.reported) > 10_000:
+            self.reported.clear()
+        for problem in self.fleet.problems:
+            if problem not in self.reported:
+                self.reported.add(problem)
+                emit(self.config.name, "invalid-file", problem=problem)
+        self.fleet.problems.clear()
+
     def check(self, now: float) -> None:
-        beats = fleet.heartbeats(self.config.root)
-        stale = sorted(name for name, beat in beats.items() if name != self.config.name and fleet.is_stale(beat, now))
+        beats = self.fleet.heartbeats()
+        stale = sorted(name for name, beat in beats.items() if name != self.config.name and self.fleet.is_stale(beat, now))
         if stale != self.stale:
             emit(self.config.name, "stale-agents", agents=stale)
         self.stale = stale
@@ -49,6 +89,7 @@ class Monitor:
         if archived:
             self.archived += archived
             emit(self.config.name, "archived", count=archived)
+        self.report_problems()
         self.count_gateway_requests()
         schema.write_atomic(self.config.heartbeat, {
             "agent": self.config.name, "kind": self.config.kind, "status": "idle", "task": None, "updated": now,
@@ -82,4 +123,5 @@ class Monitor:
                 break
         emit(self.config.name, "stopped")
         return 0
+
 

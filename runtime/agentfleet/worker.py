@@ -68,13 +68,16 @@ class Worker:
 
     def process(self, path: Path, claim: Claim) -> None:
         started, ident = time.time(), task_id(path)
-        task, reason = read_task(path, self.config.max_task_bytes, self.config.backend.type)
-        if task is None:
-            self.finish(claim, ident, ("rejected", "", reason), started, None)
-            return
+        try:
+            task, reason = read_task(path, self.config.max_task_bytes, self.config.backend.type)
+        except Exception as error:  # a task that crashes its reader must not crash the worker in a loop
+            task, reason = None, f"unreadable task: {type(error).__name__}"
         if claim.attempt > self.config.max_attempts:
             outcome = ("failed", "", f"interrupted {claim.attempt - 1} times; not run again")
             self.finish(claim, ident, outcome, started, task)
+            return
+        if task is None:
+            self.finish(claim, ident, ("rejected", "", reason), started, None)
             return
         self.current = ident
         self.heartbeat()

@@ -31,7 +31,7 @@ KILL_RUNTIME = ("import os\n"
                 "for pid in (p for p in os.listdir('/proc') if p.isdigit()):\n"
                 "    try:\n        argv = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
                 "    except OSError:\n        continue\n"
-                "    if argv[:4] == [b'python3', b'-m', b'agentfleet', b'worker']:\n"
+                "    if argv[:5] == [b'python3', b'-I', b'-m', b'agentfleet', b'worker']:\n"
                 "        print('killing', pid, flush=True)\n        os.kill(int(pid), 9)")
 
 

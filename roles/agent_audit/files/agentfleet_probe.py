@@ -1,7 +1,9 @@
 """Attacks one agent container from inside, as its own user; prints one JSON row per attempt.
 
-Run as `docker exec -i CONTAINER python3 - SPEC_JSON < agentfleet_probe.py` (the root
-filesystem is read-only and /tmp is noexec, so the probe never lands as a file). The spec comes
+Run as `docker exec -i -w / -e AGENTFLEET_PROBE_NONCE=N CONTAINER python3 -I - SPEC_JSON <
+agentfleet_probe.py` (the root filesystem is read-only and /tmp is noexec, so the probe never lands
+as a file; -I and the working directory / keep the agent's own files off sys.path, so the agent
+under audit cannot shadow an import). It echoes the nonce: a report without it is not the probe's. The spec comes
 from the agent model (role agent_audit); every target is an address or name of the stack or of
 the test's own hosts. A row's "ok" is true when the attack failed the way the spec expects.
 Standard library only.
@@ -26,7 +28,7 @@ Row = dict[str, Any]
 KEY = re.compile(rb"sk-ant-[A-Za-z0-9_-]{12,}")
 PLACEHOLDER = b"sk-ant-placeholder"
 TIMEOUT = 3.0
-PR_GET_SECCOMP, PR_GET_NO_NEW_PRIVS = 21, 39
+PR_SET_DUMPABLE, PR_GET_SECCOMP, PR_GET_NO_NEW_PRIVS = 4, 21, 39
 GVISOR_VERSION = "Linux version 4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016"  # what gVisor's kernel reports
 SYSTEM_DIRS = ("/bin", "/sbin", "/usr", "/lib", "/etc", "/opt")
 ALLOWED_MOUNTS = ("/", "/proc", "/dev", "/sys", "/tmp", "/home/agent", "/etc/hosts", "/etc/hostname",
@@ -159,9 +161,8 @@ def access(path: str, action: str) -> bool:
         if action == "list":
             os.listdir(path)
         elif action == "read":
-            for name in os.listdir(path):
-                with open(os.path.join(path, name), "rb") as handle:
-                    handle.read(1)
+            for name in os.listdir(path):  # non-blocking: a FIFO an agent left must not hang the probe
+                os.close(os.open(os.path.join(path, name), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW))
         else:
             blocked, _ = write_attempt(os.path.join(path, ".agentfleet-probe"))
             return not blocked
@@ -336,14 +337,25 @@ def check_key_hunt(spec: dict[str, Any]) -> list[Row]:
         for base, _dirs, files in os.walk(top):
             for name in files:
                 path = os.path.join(base, name)
-                try:
-                    with open(path, "rb") as handle:
-                        data = handle.read(1_000_000)
-                except OSError:
-                    continue
+                data = read_regular(path, 1_000_000)
                 if any(not m.startswith(PLACEHOLDER) for m in KEY.findall(data)):
                     found.append(path)
     return [row("api_key_hunt", "environments and readable files", not found, ", ".join(found[:5]) or "no key")]
+
+
+def read_regular(path: str, limit: int) -> bytes:
+    """Up to limit bytes of a regular file; b"" for anything else. The agent under audit made these
+    files: a FIFO must not hang the probe, a link must not send it elsewhere."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return b""
+    try:
+        return os.read(fd, limit) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def check_ollama(spec: dict[str, Any]) -> list[Row]:
@@ -370,7 +382,15 @@ CHECKS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
 }
 
 
+def seal() -> str:
+    """Keep other processes of this uid out (no ptrace, no /proc/PID/environ or mem once not
+    dumpable) and take the controller's nonce, which only this probe echoes."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    return os.environ.pop("AGENTFLEET_PROBE_NONCE", "")
+
+
 def main(argv: list[str]) -> int:
+    nonce = seal()
     spec = json.loads(argv[0])
     rows = []
     for name in spec.get("checks") or list(CHECKS):
@@ -378,7 +398,7 @@ def main(argv: list[str]) -> int:
             rows += CHECKS[name](spec)
         except Exception as error:  # noqa: BLE001 (a probe that breaks must say so, not hide a check)
             rows.append(row(name, "probe", False, f"the probe failed: {error!r}"))
-    json.dump({"agent": spec["agent"], "rows": rows}, sys.stdout)
+    json.dump({"agent": spec["agent"], "nonce": nonce, "rows": rows}, sys.stdout)
     print()
     return 0
 

@@ -7,6 +7,7 @@ its rows come back here to be judged and tabulated.
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 
 INSIDE = "/agentfleet"
@@ -74,6 +75,56 @@ def agent_audit_specs(stack: dict[str, Any], compose: dict[str, Any], host_addre
     return specs
 
 
+# Families every probe reports, whatever its spec; the rest depend on what the spec asks.
+ALWAYS = ("capabilities", "no_new_privs", "seccomp", "non_root", "no_setuid", "read_only_root", "noexec_tmp",
+          "proc_sys", "raw_sockets", "host_filesystem", "processes", "docker_api", "egress_proxy", "api_key_hunt",
+          "ollama")
+MAX_REPORT = 4_000_000
+
+
+def expected_families(spec: dict[str, Any]) -> set[str]:
+    """Every check family the probe must report for spec: a missing one is a breach, not a pass."""
+    families = set(ALWAYS) | {family for family, targets in spec["unreachable"].items() if targets}
+    optional = {"agent_files": spec["paths"], "needed_services": spec["reachable"],
+                "external_dns": spec["outside_names"], "gateway_other_host": spec["gateway"] and spec["outside_http"]}
+    return families | {family for family, wanted in optional.items() if wanted}
+
+
+def _integrity(agent: str, problem: str) -> dict[str, Any]:
+    return {"check": "audit_integrity", "target": agent, "ok": False, "observed": problem[:300]}
+
+
+def agent_audit_reports(outputs: list[str], specs: list[dict[str, Any]], nonce: str) -> list[dict[str, Any]]:
+    """Each agent's report as judged here: it must be the probe's (the nonce this run chose), be
+    about that agent, and hold every family its spec asks for; otherwise a breach says why."""
+    reports = []
+    for output, item in zip(outputs, specs):
+        agent, rows = item["agent"], []
+        try:
+            if len(output) > MAX_REPORT:
+                raise ValueError(f"report of {len(output)} bytes")
+            document = json.loads(output)
+            if not isinstance(document, dict) or not isinstance(document.get("rows"), list):
+                raise ValueError("not a report object")
+            rows = [row for row in document["rows"] if _is_row(row)]
+            if len(rows) != len(document["rows"]):
+                raise ValueError("rows that are not check rows")
+            if document.get("nonce") != nonce or document.get("agent") != agent:
+                raise ValueError("not produced by the probe this audit sent (nonce or agent differs)")
+            missing = sorted(expected_families(item["spec"]) - {row["check"] for row in rows})
+            if missing:
+                raise ValueError(f"no rows for {', '.join(missing)}")
+        except (ValueError, RecursionError) as problem:
+            rows.append(_integrity(agent, str(problem)))
+        reports.append({"agent": agent, "rows": rows})
+    return reports
+
+
+def _is_row(row: Any) -> bool:
+    return (isinstance(row, dict) and set(row) == {"check", "target", "ok", "observed"}
+            and all(isinstance(row[key], str) for key in ("check", "target", "observed")) and isinstance(row["ok"], bool))
+
+
 def agent_audit_table(reports: list[dict[str, Any]]) -> str:
     """One line per agent per check: how many attempts were blocked, and each breach."""
     lines = [f"{'AGENT':<14} {'CHECK':<20} RESULT"]
@@ -85,16 +136,21 @@ def agent_audit_table(reports: list[dict[str, Any]]) -> str:
             bad = [row for row in rows if not row["ok"]]
             verdict = f"ok ({len(rows)})" if not bad else "BREACH " + "; ".join(
                 f"{row['target']}: {row['observed']}" for row in bad[:3])
-            lines.append(f"{report['agent']:<14} {check:<20} {verdict}")
+            lines.append(_printable(f"{report['agent']:<14} {check:<20} {verdict}"))
     return "\n".join(lines)
 
 
 def agent_audit_breaches(reports: list[dict[str, Any]]) -> list[str]:
-    return [f"{report['agent']} {row['check']} {row['target']}: {row['observed']}"
+    return [_printable(f"{report['agent']} {row['check']} {row['target']}: {row['observed']}")
             for report in reports for row in report["rows"] if not row["ok"]]
+
+
+def _printable(text: str) -> str:
+    """Control and format characters escaped: what a probe saw may come from an agent's files."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"agent_audit_specs": agent_audit_specs, "agent_audit_table": agent_audit_table,
-                "agent_audit_breaches": agent_audit_breaches}
+        return {"agent_audit_specs": agent_audit_specs, "agent_audit_reports": agent_audit_reports,
+                "agent_audit_table": agent_audit_table, "agent_audit_breaches": agent_audit_breaches}

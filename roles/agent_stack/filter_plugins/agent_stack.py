@@ -60,6 +60,16 @@ def agent_stack_networks(stack: dict[str, Any], pool: str) -> dict[str, dict[str
     return networks
 
 
+def agent_stack_fleet_env(stack: dict[str, Any]) -> dict[str, str]:
+    """What trusted readers (monitor, agentctl) need of the model to judge a file by where it lives
+    and who owns it: every agent's uid, and which agent writes the usage report."""
+    uids = {user["name"]: user["uid"] for user in stack["users"]}
+    archivers = [agent["name"] for agent in stack["agents"] if agent["capabilities"]["archives"]]
+    return {"AGENTFLEET_AGENTS": json.dumps({agent["name"]: uids[agent["account"]] for agent in stack["agents"]},
+                                           sort_keys=True, separators=(",", ":")),
+            "AGENTFLEET_MONITOR": archivers[0] if archivers else ""}
+
+
 def _command(agent: dict[str, Any]) -> str:
     caps = agent["capabilities"]
     if caps["receives_tasks"]:
@@ -91,6 +101,7 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
         "HTTPS_PROXY": f"http://egress:{EGRESS_PORT}", "https_proxy": f"http://egress:{EGRESS_PORT}",
         "NO_PROXY": "gateway,redis,localhost,127.0.0.1", "no_proxy": "gateway,redis,localhost,127.0.0.1",
         "AGENTFLEET_REDIS_USER": agent["account"],
+        **agent_stack_fleet_env(stack),
     }
     if command == "monitor":
         # Only the monitor reaches the Docker API, and only its read endpoints (the gateway's log).
@@ -110,7 +121,8 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
         "working_dir": f"{INSIDE}/workspaces/{name}",
         "runtime": agent["runtime"],
         **_hardening(agent["resources"], settings, f"uid={user['uid']},gid={user['gid']},mode=0700", AGENT_SHARES),
-        "healthcheck": {"test": ["CMD", "python3", "-m", "agentfleet", "health"], **_health_timing(settings),
+        # -I: nothing the agent wrote (its workspace is the working directory) is importable.
+        "healthcheck": {"test": ["CMD", "python3", "-I", "-m", "agentfleet", "health"], **_health_timing(settings),
                         "timeout": "5s", "retries": 3, "start_period": f"{3 * interval}s"},
         "networks": networks,
         "depends_on": depends_on,
@@ -271,6 +283,7 @@ def agent_stack_leaving(containers: list[dict[str, Any]], stack: dict[str, Any])
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"agent_stack_compose": agent_stack_compose, "agent_stack_mounts": agent_stack_mounts,
+                "agent_stack_fleet_env": agent_stack_fleet_env,
                 "agent_stack_input_errors": agent_stack_input_errors,
                 "agent_stack_redis_secret_files": agent_stack_redis_secret_files,
                 "agent_stack_networks": agent_stack_networks, "agent_stack_leaving": agent_stack_leaving,
