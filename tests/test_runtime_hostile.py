@@ -80,7 +80,7 @@ COMMON: list[tuple[str, Maker, str]] = [
     ("FIFO", as_fifo, "a FIFO"),
     ("socket", as_socket, "a socket"),
     ("directory", as_directory, "a directory"),
-    ("deep nesting", nested(30_000), "nested deeper than"),
+    ("deep nesting", nested(4_000), "nested deeper than"),
     ("not JSON", b"{not json", "malformed JSON"),
     ("not UTF-8", b'{"a": "\xff"}', "not UTF-8"),
     ("a list", [1, 2], "expected object"),
@@ -128,6 +128,8 @@ RESULT_CASES = COMMON + [
     ("a path in the worker", result(worker="../common"), "worker:"),
     ("finished as a string", result(finished="soon"), "finished: expected number"),
     ("attempt as a bool", result(attempt=True), "attempt: expected integer"),
+    ("a million arrays", b"[" + b"[]," * 1_000_000 + b"[]]", "items, over the limit"),
+    ("twenty thousand objects", b'{"a": [' + b"{}," * 20_000 + b"{}]}", "arrays and objects, over the limit"),
 ]
 
 

@@ -24,6 +24,8 @@ ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}\Z")
 MAX_DEPTH = 16
 MAX_ENTRIES = 100_000  # per directory listing: more is reported, not read
+# Per document: ours hold a few dozen; these bound what a parse may allocate, whatever the size.
+MAX_ITEMS, MAX_CONTAINERS = 100_000, 10_000
 # Each sets a bound, not a quota: a writer over it is refused, readers stay small.
 MAX_BYTES = {"heartbeat": 65_536, "result": 8_388_608, "task": 262_144, "gateway-usage": 4_194_304}
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -49,6 +51,21 @@ def depth(text: str) -> int:
     """Deepest nesting of arrays and objects, strings skipped (an unclosed string counts as brackets)."""
     brackets = _STRING.sub("", text).translate(_NOT_BRACKET)
     return max(accumulate(_DEPTH.get(char, 0) for char in brackets), default=0)
+
+
+def _shape_problem(text: str, max_depth: int) -> str:
+    """Why text would cost more to parse than a document of ours ever needs, or "".
+    Counting is done by C loops: a hostile file costs milliseconds, not seconds."""
+    outside = _STRING.sub('""', text)
+    items = outside.count(",") + outside.count(":")
+    if items > MAX_ITEMS:
+        return f"{items} items, over the limit of {MAX_ITEMS}"
+    containers = outside.count("[") + outside.count("{")
+    if containers > MAX_CONTAINERS:
+        return f"{containers} arrays and objects, over the limit of {MAX_CONTAINERS}"
+    if depth(outside) > max_depth:
+        return f"nested deeper than {max_depth} levels"
+    return ""
 
 
 def read_bytes(path: Path, owner: int | None, max_bytes: int) -> bytes:
@@ -87,8 +104,9 @@ def parse(data: bytes, max_depth: int = MAX_DEPTH) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise Refused(f"not UTF-8: {error.reason} at byte {error.start}") from None
-    if depth(text) > max_depth:
-        raise Refused(f"nested deeper than {max_depth} levels")
+    problem = _shape_problem(text, max_depth)
+    if problem:
+        raise Refused(problem)
     try:
         document = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as error:
