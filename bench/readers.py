@@ -30,7 +30,7 @@ from agentfleet.backends import Backend  # noqa: E402
 from agentfleet.config import Config  # noqa: E402
 from agentfleet.fleet import Fleet  # noqa: E402
 from agentfleet.monitor import Monitor  # noqa: E402
-from agentfleet.untrusted import MAX_BYTES, Refused, parse  # noqa: E402
+from agentfleet.untrusted import MAX_BYTES, MAX_ITEMS, Refused, parse  # noqa: E402
 from runtime_helpers import make_tree  # noqa: E402
 from table import print_table  # noqa: E402
 
@@ -83,7 +83,7 @@ def main(counts: list[int]) -> None:
 
     def refuse(data: bytes) -> None:
         try:
-            parse(data)
+            parse(data, MAX_ITEMS["result"])
         except Refused:
             pass
 

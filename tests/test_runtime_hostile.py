@@ -21,7 +21,7 @@ from agentfleet.config import Config
 from agentfleet.fleet import Fleet
 from agentfleet.monitor import Monitor
 from agentfleet.tasks import read_task
-from agentfleet.untrusted import MAX_BYTES, Refused, depth, parse, printable
+from agentfleet.untrusted import MAX_BYTES, Refused, depth, outside_strings, parse, printable
 from runtime_helpers import make_tree
 
 ME = os.getuid()
@@ -80,7 +80,7 @@ COMMON: list[tuple[str, Maker, str]] = [
     ("FIFO", as_fifo, "a FIFO"),
     ("socket", as_socket, "a socket"),
     ("directory", as_directory, "a directory"),
-    ("deep nesting", nested(4_000), "nested deeper than"),
+    ("deep nesting", nested(40), "nested deeper than"),
     ("not JSON", b"{not json", "malformed JSON"),
     ("not UTF-8", b'{"a": "\xff"}', "not UTF-8"),
     ("a list", [1, 2], "expected object"),
@@ -129,7 +129,7 @@ RESULT_CASES = COMMON + [
     ("finished as a string", result(finished="soon"), "finished: expected number"),
     ("attempt as a bool", result(attempt=True), "attempt: expected integer"),
     ("a million arrays", b"[" + b"[]," * 1_000_000 + b"[]]", "items, over the limit"),
-    ("twenty thousand objects", b'{"a": [' + b"{}," * 20_000 + b"{}]}", "arrays and objects, over the limit"),
+    ("twenty thousand objects", b'{"a": [' + b"{}" * 20_000 + b"]}", "items, over the limit"),
 ]
 
 
@@ -250,7 +250,9 @@ def test_the_worker_rejects_a_bad_task_with_its_reason(tmp_path: Path, label: st
 
 
 def test_depth_skips_brackets_inside_strings_and_parse_caps_it() -> None:
-    assert depth('{"a": "[[[[", "b": [[1]]}') == 3
-    assert parse(b'{"a": "' + b"[" * 100 + b'"}') == {"a": "[" * 100}
+    assert depth(outside_strings(b'{"a": "[[[[\\"\\\\", "b": [[1]]}', 10)) == 3
+    assert parse(b'{"a": "' + b"[" * 100 + b'"}', 10) == {"a": "[" * 100}
     with pytest.raises(Refused, match="nested deeper than 16"):
-        parse(b"[" * 17 + b"]" * 17)
+        parse(b"[" * 17 + b"]" * 17, 100)
+    with pytest.raises(Refused, match="3 items, over the limit of 2"):
+        parse(b"[1, 2, 3]", 2)

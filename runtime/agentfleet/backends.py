@@ -52,7 +52,7 @@ class Backend:
         stdout, tail = stdout[:MAX_OUTPUT], stderr[-2000:].strip()
         if self.type == "claude":
             try:
-                answer = parse(stdout.encode(), max_depth=64)
+                answer = parse(stdout.encode(), max_items=100_000, max_depth=64)
             except Refused:
                 answer = None
             if not isinstance(answer, dict):

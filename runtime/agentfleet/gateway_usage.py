@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .fleet import table
-from .untrusted import read_document
+from .untrusted import Refused, read_document
 
 Stamp = tuple[int, int]  # (unix seconds, nanoseconds): Docker's log timestamps, exactly
 
@@ -60,9 +60,14 @@ class GatewayUsage:
         self.report = report
         self.agents: dict[str, dict[str, Any]] = {}
         self.since: Stamp = (0, 0)
+        self.lost = ""  # why a saved report could not be resumed (the totals then start again)
         if os.path.lexists(report):
             # The monitor's own file, in a directory only it writes; read like any other all the same.
-            saved = read_document(report, "gateway-usage", os.getuid())
+            try:
+                saved = read_document(report, "gateway-usage", os.getuid())
+            except Refused as problem:
+                self.lost = f"{report}: {problem}"
+                return
             self.agents, self.since = saved["agents"], (int(saved["since"][0]), int(saved["since"][1]))
 
     def add(self, lines: list[str]) -> int:

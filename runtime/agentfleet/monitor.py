@@ -117,6 +117,8 @@ class Monitor:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         emit(self.config.name, "started", retention=self.retention)
+        if self.usage.lost:
+            emit(self.config.name, "gateway-usage-reset", reason=self.usage.lost)
         while True:
             self.check(time.time())
             if self.stopping.wait(self.config.interval):

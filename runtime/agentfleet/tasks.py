@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import schema
-from .untrusted import ID, Refused, parse, read_bytes
+from .untrusted import ID, MAX_ITEMS, Refused, parse, read_bytes
 
 TASK_SCHEMA = schema.load("task")
 
@@ -27,7 +27,7 @@ def read_task(path: Path, max_bytes: int, backend: str) -> tuple[dict[str, Any] 
         return None, f"file name {path.name[:100]!r} is not <id>.json with id {ID.pattern}"
     try:
         # Only the dispatcher can write an inbox (file modes): the owner is not checked here.
-        document = parse(read_bytes(path, None, max_bytes))
+        document = parse(read_bytes(path, None, max_bytes), MAX_ITEMS["task"])
     except Refused as problem:
         return None, f"the task file: {problem}"
     problems = schema.errors(document, TASK_SCHEMA)

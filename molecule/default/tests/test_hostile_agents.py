@@ -34,6 +34,7 @@ ESCAPES = "\x1b]0;pwned\x07\x1b[2J"
 # Bad results, each refused for its reason (file name -> the reason agentctl and the monitor give).
 REFUSED = {"hostile-zero.json": "a symlink", "hostile-link.json": "a symlink", "hostile-fifo.json": "a FIFO",
            "hostile-socket.json": "a socket", "hostile-deep.json": "nested deeper than",
+           "hostile-wide.json": "items, over the limit",
            "hostile-big.json": "over the limit", "hostile-list.json": "expected object",
            "hostile-typed.json": "finished: expected number", "hostile-impersonate.json": "is not the directory's agent",
            "hostile-traversal.json": "id:", "\x1b[31mhostile-name.json": "not <id>.json"}
@@ -50,7 +51,8 @@ os.symlink("/dev/zero", results + "/hostile-zero.json")
 os.symlink("/agentfleet/heartbeats/anga/heartbeat.json", results + "/hostile-link.json")
 os.mkfifo(results + "/hostile-fifo.json")
 socket.socket(socket.AF_UNIX).bind(results + "/hostile-socket.json")
-put("hostile-deep.json", b"[" * 200000 + b"]" * 200000)
+put("hostile-deep.json", b"[" * 100 + b"]" * 100)
+put("hostile-wide.json", b"[" + b"0," * 500000 + b"0]")
 put("hostile-big.json", b" " * (9 * 1024 * 1024))
 put("hostile-list.json", b"[1, 2]")
 put("hostile-typed.json", result("hostile-typed", finished="x"))

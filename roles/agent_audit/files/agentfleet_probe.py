@@ -328,11 +328,15 @@ def check_key_hunt(spec: dict[str, Any]) -> list[Row]:
     found = []
     for pid in (name for name in os.listdir("/proc") if name.isdigit()):
         try:
-            with open(f"/proc/{pid}/environ", "rb") as handle:
-                if any(not m.startswith(PLACEHOLDER) for m in KEY.findall(handle.read())):
-                    found.append(f"/proc/{pid}/environ")
+            if int(pid) == os.getpid():  # sealed (not dumpable): its own /proc entry is root's now
+                environ = b"\0".join(key + b"=" + value for key, value in os.environb.items())
+            else:
+                with open(f"/proc/{pid}/environ", "rb") as handle:
+                    environ = handle.read()
         except OSError:
             continue
+        if any(not m.startswith(PLACEHOLDER) for m in KEY.findall(environ)):
+            found.append(f"/proc/{pid}/environ")
     for top in [spec["inside_root"], "/home", "/tmp", "/etc", "/run", "/opt"]:
         for base, _dirs, files in os.walk(top):
             for name in files:

@@ -54,6 +54,9 @@ def _kind_errors(kinds: Any) -> list[str]:
         return ["agent_model_kinds: must map at least one kind name to its capabilities"]
     errors = []
     for kind, spec in kinds.items():
+        # A kind is written into heartbeats, which readers check against this same pattern.
+        if not isinstance(kind, str) or not NAME.match(kind):
+            errors.append(f"agent_model_kinds.{kind}: the kind name does not match ^[a-z][a-z0-9-]{{0,30}}$")
         if not isinstance(spec, dict):
             errors.append(f"agent_model_kinds.{kind}: must be a mapping")
             continue
