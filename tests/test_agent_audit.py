@@ -15,7 +15,8 @@ from typing import Any
 
 import agentfleet_probe as probe
 import pytest
-from agent_audit import agent_audit_breaches, agent_audit_reports, agent_audit_specs, agent_audit_table, expected_families
+from agent_audit import (agent_audit_breaches, agent_audit_nonce, agent_audit_reports, agent_audit_specs, agent_audit_table,
+                         expected_families)
 from test_agent_stack_compose import IMAGES, SETTINGS, default_stack
 from agent_stack import agent_stack_compose
 
@@ -92,7 +93,11 @@ NONCE = "0123456789abcdef"
 
 def honest_report(item: dict[str, Any], **changes: Any) -> str:
     rows = [{"check": family, "target": "t", "ok": True, "observed": "blocked"} for family in expected_families(item["spec"])]
-    return json.dumps({"agent": item["agent"], "nonce": NONCE, "rows": rows, **changes})
+    return json.dumps({"agent": item["agent"], "nonce": agent_audit_nonce(NONCE, item["agent"]), "rows": rows, **changes})
+
+
+def judged(output: str, item: dict[str, Any], rc: int = 0) -> list[dict[str, Any]]:
+    return agent_audit_reports([{"stdout": output, "rc": rc}], [item], NONCE)
 
 
 def integrity(reports: list[dict[str, Any]]) -> list[str]:
@@ -101,19 +106,21 @@ def integrity(reports: list[dict[str, Any]]) -> list[str]:
 
 def test_a_report_is_judged_by_the_controller_not_believed(specs: dict[str, dict[str, Any]]) -> None:
     marie = specs["marie"]
-    assert integrity(agent_audit_reports([honest_report(marie)], [marie], NONCE)) == []
-    forged = {"no rows at all": json.dumps({"agent": "marie", "nonce": NONCE, "rows": []}),
+    assert integrity(judged(honest_report(marie), marie)) == []
+    forged = {"no rows at all": honest_report(marie, rows=[]),
               "a family left out": json.dumps({**json.loads(honest_report(marie)),
                                                "rows": json.loads(honest_report(marie))["rows"][1:]}),
               "no nonce (not the probe this audit sent)": honest_report(marie, nonce=""),
+              "the run's nonce, not marie's": honest_report(marie, nonce=NONCE),
+              "anga's nonce": honest_report(marie, nonce=agent_audit_nonce(NONCE, "anga")),
               "another agent's report": honest_report(marie, agent="anga"),
               "not JSON": "all good", "a list": "[]", "deep nesting": "[" * 100_000 + "]" * 100_000,
-              "rows of the wrong shape": json.dumps({"agent": "marie", "nonce": NONCE, "rows": [{"ok": 1}]})}
+              "rows of the wrong shape": honest_report(marie, rows=[{"ok": 1}])}
     for label, output in forged.items():
-        found = integrity(agent_audit_reports([output], [marie], NONCE))
-        assert len(found) == 1, label
-        assert agent_audit_breaches(agent_audit_reports([output], [marie], NONCE)), label
-    assert "no rows for" in integrity(agent_audit_reports([forged["no rows at all"]], [marie], NONCE))[0]
+        assert len(integrity(judged(output, marie))) == 1, label
+        assert agent_audit_breaches(judged(output, marie)), label
+    assert "no rows for" in integrity(judged(forged["no rows at all"], marie))[0]
+    assert integrity(judged(honest_report(marie), marie, rc=137)) == ["the probe exited 137"]
     assert "agent_files" in expected_families(marie["spec"]) and "other_agents" in expected_families(marie["spec"])
 
 

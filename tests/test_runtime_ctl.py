@@ -12,7 +12,7 @@ from agentfleet.fleet import Fleet
 from agentfleet.backends import Backend
 from agentfleet.config import Config
 from agentfleet.monitor import Monitor
-from runtime_helpers import make_tree
+from runtime_helpers import make_tree, put_task
 
 
 def beat(root: Path, name: str, age: float = 0, status: str = "idle", interval: float = 5) -> None:
@@ -57,6 +57,7 @@ def test_show_and_wait_print_the_result(tmp_path: Path, capsys: pytest.CaptureFi
     document = {"id": "t1", "worker": "marie", "status": "failed", "output": "", "reason": "exit status 2",
                 "attempt": 1, "started": 1.0, "finished": 2.0}
     (root / "results" / "marie" / "t1.json").write_text(json.dumps(document))
+    put_task(root, "marie", "t1")
     assert agentctl.main(["--root", str(root), "wait", "t1", "--timeout", "1"]) == 1
     assert json.loads(capsys.readouterr().out)["reason"] == "exit status 2"
     with pytest.raises(SystemExit, match="no result for t2 within 0.2 s"):

@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from agentfleet.fleet import Fleet
 from agentfleet.monitor import Monitor
 from agentfleet.tasks import read_task
 from agentfleet.untrusted import MAX_BYTES, Refused, depth, outside_strings, parse, printable
-from runtime_helpers import make_tree
+from runtime_helpers import make_tree, put_task
 
 ME = os.getuid()
 OTHER_UID = 54321
@@ -162,6 +163,39 @@ def test_a_result_owned_by_another_uid_is_not_the_directorys_agents(tmp_path: Pa
     problem_about(found, path, f"owned by uid {OTHER_UID}, not {ME}")
 
 
+def test_a_result_is_looked_for_only_where_its_task_was_sent(tmp_path: Path) -> None:
+    root = make_tree(tmp_path, WORKERS)
+    put_task(root, "marie", "t1")
+    plant(root / "results" / "anga" / "t1.json", result(worker="anga", output="anga answers for marie"))
+    assert fleet(root).find("t1") is None
+    plant(root / "results" / "marie" / "t1.json", result())
+    found = fleet(root).find("t1")
+    assert found is not None and found["worker"] == "marie"
+
+
+def test_listing_many_large_results_keeps_only_their_summaries(tmp_path: Path) -> None:
+    root = make_tree(tmp_path, WORKERS)
+    for n in range(40):
+        plant(root / "results" / "marie" / f"t{n}.json", result(f"t{n}", output="x" * 1_000_000))
+    tracemalloc.start()
+    listed = fleet(root).results()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(listed) == 40 and "output" not in listed[0]
+    assert peak < 20_000_000, peak  # a few copies of one file at a time, not forty files
+
+
+def test_problems_are_bounded_in_number_and_length(tmp_path: Path) -> None:
+    root = make_tree(tmp_path, WORKERS)
+    plant(root / "results" / "marie" / "t0.json", result("t0", status="\x85" * 1_000_000))
+    for n in range(1, 1_100):
+        (root / "results" / "marie" / f"t{n}.json").symlink_to("/dev/zero")
+    found = fleet(root)
+    found.results()
+    assert len(found.problems) == 1_001 and found.problems[-1].endswith("the rest not listed")
+    assert max(len(problem) for problem in found.problems) < 500
+
+
 def test_a_symlink_to_another_agents_result_is_refused(tmp_path: Path) -> None:
     root = make_tree(tmp_path, WORKERS)
     plant(root / "results" / "anga" / "t1.json", result(worker="anga"))
@@ -224,6 +258,7 @@ def test_agentctl_escapes_control_characters_in_everything_it_prints(tmp_path: P
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_tree(tmp_path, WORKERS)
     plant(root / "results" / "marie" / "t1.json", result(reason="\x1b]0;owned\x07\x1b[2J\r\u202egnp.exe"))
+    put_task(root, "marie", "t1")
     plant(root / "results" / "marie" / "\x1b[2J.json", b"")
     monkeypatch.setenv("AGENTFLEET_AGENTS", json.dumps({name: ME for name in WORKERS}))
     for command in (["results"], ["show", "t1"], ["status"]):
@@ -250,7 +285,8 @@ def test_the_worker_rejects_a_bad_task_with_its_reason(tmp_path: Path, label: st
 
 
 def test_depth_skips_brackets_inside_strings_and_parse_caps_it() -> None:
-    assert depth(outside_strings(b'{"a": "[[[[\\"\\\\", "b": [[1]]}', 10)) == 3
+    assert outside_strings(b'{"a": "[[[[\\"\\\\", "b": [[1]]}', 10) == b'{: , : [[1]]}'
+    assert depth(b"[{[]}][]") == 3
     assert parse(b'{"a": "' + b"[" * 100 + b'"}', 10) == {"a": "[" * 100}
     with pytest.raises(Refused, match="nested deeper than 16"):
         parse(b"[" * 17 + b"]" * 17, 100)

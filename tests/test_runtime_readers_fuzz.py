@@ -182,6 +182,7 @@ def tree(tmp_path: Path) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(dir=tmp_path) as scratch:
         root = make_tree(Path(scratch), ["anga", "marie"])
         (root / "logs" / "monitor").mkdir(parents=True)
+        (root / "inbox" / "marie" / "t1.json").write_text('{"id": "t1", "prompt": "p"}')  # find looks where it was sent
         yield root
 
 

@@ -19,6 +19,8 @@ from typing import Any
 from .untrusted import ID, NAME, Refused, names, printable, read_document
 
 STALE_AFTER = 3  # heartbeat intervals
+MAX_PROBLEMS, MAX_REASON = 1_000, 300  # what one run keeps of refused files: bounded, whatever agents write
+SUMMARY = ("id", "worker", "status", "reason", "attempt", "started", "finished")
 
 
 @dataclass
@@ -45,7 +47,10 @@ class Fleet:
                    float(env.get("AGENTFLEET_HEARTBEAT_INTERVAL", "5")), problems)
 
     def refuse(self, path: Path, reason: str) -> None:
-        self.problems.append(f"{path}: {reason}")
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(f"{path}: {reason[:MAX_REASON]}")
+        elif len(self.problems) == MAX_PROBLEMS:
+            self.problems.append(f"{self.root}: more than {MAX_PROBLEMS} files refused; the rest not listed")
 
     def heartbeats(self) -> dict[str, dict[str, Any]]:
         beats = {}
@@ -106,18 +111,27 @@ class Fleet:
         return document
 
     def results(self, worker: str | None = None) -> list[dict[str, Any]]:
+        """Every valid result, oldest first, without its output and task: a listing stays small
+        however much the workers wrote (`find` reads one whole)."""
         found = []
         for name in sorted(self.agents) if worker is None else [worker]:
             if name not in self.agents or not _is_dir(self.root / "results" / name):
                 continue
-            found += [doc for doc in (self.result(name, entry) for entry in self.result_names(name)) if doc]
+            for entry in self.result_names(name):
+                document = self.result(name, entry)
+                if document is not None:
+                    found.append({key: document[key] for key in SUMMARY})
         return sorted(found, key=lambda result: float(result["finished"]))
 
     def find(self, ident: str) -> dict[str, Any] | None:
+        """The result of task ident, looked for only where its task was sent: the worker whose
+        inbox (which only the dispatcher writes) holds it, so no other worker can answer for it."""
         if not ID.match(ident):
             raise SystemExit(f"agentctl: {printable(ident)!r} is not a task id")
         for worker in sorted(self.agents):
-            if os.path.lexists(self.root / "results" / worker / f"{ident}.json"):
+            if os.path.lexists(self.root / "inbox" / worker / f"{ident}.json"):
+                if not os.path.lexists(self.root / "results" / worker / f"{ident}.json"):
+                    return None
                 return self.result(worker, f"{ident}.json")
         return None
 

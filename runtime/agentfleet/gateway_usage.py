@@ -41,7 +41,9 @@ def demultiplex(stream: bytes) -> list[str]:
     lines, offset = [], 0
     while offset + 8 <= len(stream):
         size = struct.unpack(">I", stream[offset + 4:offset + 8])[0]
-        lines += stream[offset + 8:offset + 8 + size].decode("utf-8", "replace").splitlines()
+        # split, not splitlines: U+0085 or U+2028 inside a logged path must not cut a line.
+        text = stream[offset + 8:offset + 8 + size].decode("utf-8", "replace")
+        lines += [line for line in text.split("\n") if line]
         offset += 8 + size
     return lines
 

@@ -17,6 +17,8 @@ from .gateway_usage import GatewayUsage
 from .config import Config
 from .events import emit
 
+REPORTED = 10_000
+
 
 class Monitor:
     def __init__(self, config: Config, retention: float, fleet: Fleet | None = None) -> None:
@@ -27,7 +29,7 @@ class Monitor:
         self.stale: list[str] = []
         self.archived = 0
         self.reported: set[str] = set()
-        self.waiting: dict[Path, tuple[tuple[int, int, int], float]] = {}
+        self.waiting: dict[Path, tuple[tuple[int, int, int], float | None]] = {}
         self.usage = GatewayUsage(config.root / "logs" / config.name / "gateway-usage.json")
         self.usage_error = ""
 
@@ -40,7 +42,8 @@ class Monitor:
                 continue
             for name in self.fleet.result_names(worker):
                 target = archive / worker / name
-                if os.path.lexists(target) or now - self.finished(worker, name, now) < self.retention:
+                finished = None if os.path.lexists(target) else self.finished(worker, name)
+                if finished is None or now - finished < self.retention:
                     continue
                 result = self.fleet.result(worker, name)
                 if result is None:
@@ -50,33 +53,39 @@ class Monitor:
                 count += 1
         return count
 
-    def finished(self, worker: str, name: str, now: float) -> float:
-        """When a result finished (now when invalid); read again only when the file changed, so a
-        result waiting out its retention costs one lstat per check."""
+    def finished(self, worker: str, name: str) -> float | None:
+        """When a result finished, None when it is invalid; read again only when the file changed,
+        so a result waiting out its retention, or refused, costs one lstat per check."""
         path = self.config.root / "results" / worker / name
         try:
             info = os.lstat(path)
         except OSError:
-            return now
+            return None
         key = (info.st_ino, info.st_mtime_ns, info.st_size)
         cached = self.waiting.get(path)
         if cached and cached[0] == key:
             return cached[1]
         result = self.fleet.result(worker, name)
-        finished = now if result is None else float(result["finished"])
+        finished = None if result is None else float(result["finished"])
         if len(self.waiting) > 100_000:
             self.waiting.clear()
         self.waiting[path] = (key, finished)
         return finished
 
     def report_problems(self) -> None:
-        """Each refused file once in the log (the set is bounded: a flood is reported again later)."""
-        if len(self.reported) > 10_000:
-            self.reported.clear()
+        """Each refused file once in the log; past REPORTED distinct ones, a count per check instead
+        (a flood of bad files must not push everything else out of the rotated log)."""
+        unlisted = 0
         for problem in self.fleet.problems:
-            if problem not in self.reported:
+            if problem in self.reported:
+                continue
+            if len(self.reported) < REPORTED:
                 self.reported.add(problem)
                 emit(self.config.name, "invalid-file", problem=problem)
+            else:
+                unlisted += 1
+        if unlisted:
+            emit(self.config.name, "invalid-files-not-listed", count=unlisted)
         self.fleet.problems.clear()
 
     def check(self, now: float) -> None:

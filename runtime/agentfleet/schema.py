@@ -59,14 +59,14 @@ def errors(value: Any, schema: dict[str, Any], where: str = "") -> list[str]:
         return [f"{label}: expected {schema['type']}, got {type(value).__name__}"]
     found = []
     if "enum" in schema and not any(_equal(value, option) for option in schema["enum"]):
-        found.append(f"{label}: {value!r} is not one of {schema['enum']}")
+        found.append(f"{label}: {_short(value)} is not one of {schema['enum']}")
     if isinstance(value, str):
         if len(value) < schema.get("minLength", 0):
             found.append(f"{label}: shorter than {schema['minLength']}")
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             found.append(f"{label}: longer than {schema['maxLength']}")
         if "pattern" in schema and not _pattern(schema["pattern"]).search(value):
-            found.append(f"{label}: {value[:80]!r} does not match {schema['pattern']}")
+            found.append(f"{label}: {_short(value)} does not match {schema['pattern']}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
             found.append(f"{label}: below {schema['minimum']}")
@@ -84,7 +84,7 @@ def errors(value: Any, schema: dict[str, Any], where: str = "") -> list[str]:
                   if key not in value]
         properties, others = schema.get("properties", {}), schema.get("additionalProperties", True)
         for key, item in value.items():
-            field = f"{where}.{key}" if where else key
+            field = f"{where}.{key[:80]}" if where else key[:80]
             if key in properties:
                 found += errors(item, properties[key], field)
             elif others is False:
@@ -92,6 +92,12 @@ def errors(value: Any, schema: dict[str, Any], where: str = "") -> list[str]:
             elif isinstance(others, dict):
                 found += errors(item, others, field)
     return found
+
+
+def _short(value: Any) -> str:
+    """A value for a message: what an agent wrote may be megabytes."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def write_atomic(path: Path, document: dict[str, Any], replace: bool = True) -> bool:

@@ -29,6 +29,7 @@ MAX_ITEMS = {"heartbeat": 4_096, "result": 1_024, "task": 256, "gateway-usage": 
 # Each sets a bound, not a quota: a writer over it is refused, readers stay small.
 MAX_BYTES = {"heartbeat": 65_536, "result": 8_388_608, "task": 262_144, "gateway-usage": 4_194_304}
 MAX_DIGITS = 20  # an integer longer than any uid, count or time of ours
+MAX_FLOAT = 1e15  # times in seconds and byte counts stay far below; 1e308 and the like are refused
 _DEPTH = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 _NOT_BRACKET = bytes(c for c in range(256) if c not in _DEPTH)
 _KINDS = ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
@@ -49,7 +50,7 @@ def _reject_constant(name: str) -> None:
 
 def _finite(text: str) -> float:
     value = float(text)
-    if not math.isfinite(value):
+    if not math.isfinite(value) or abs(value) > MAX_FLOAT:
         raise ValueError(f"{text[:20]} is a number out of range")
     return value
 
@@ -70,19 +71,20 @@ def outside_strings(data: bytes, max_items: int) -> bytes:
     return b"".join(unescaped.split(b'"')[0::2])
 
 
-def depth(outside: bytes) -> int:
-    """Deepest nesting of arrays and objects in text that has no strings left."""
-    return max(accumulate(map(_DEPTH.__getitem__, outside.translate(None, _NOT_BRACKET))), default=0)
+def depth(brackets: bytes) -> int:
+    """Deepest nesting of arrays and objects, from the brackets outside strings."""
+    return max(accumulate(map(_DEPTH.__getitem__, brackets)), default=0)
 
 
 def _check_shape(data: bytes, max_depth: int, max_items: int) -> None:
     """Refuse what would cost more to parse than a document of ours ever needs: milliseconds and
     a few copies of the file for any input."""
     outside = outside_strings(data, max_items)
-    items = outside.count(b",") + outside.count(b":") + outside.count(b"[") + outside.count(b"{")
-    if items > max_items:
+    brackets = outside.translate(None, _NOT_BRACKET)
+    items = outside.count(b",") + outside.count(b":") + len(brackets) // 2
+    if items > max_items or len(brackets) > 2 * max_items:
         raise Refused(f"{items} items, over the limit of {max_items}")
-    if depth(outside) > max_depth:
+    if depth(brackets) > max_depth:
         raise Refused(f"nested deeper than {max_depth} levels")
 
 

@@ -197,7 +197,7 @@ def test_an_agent_that_shadows_the_probe_and_its_healthcheck_fails_nothing_it_sh
         old = host.run(f"docker exec -i {CONTAINER} python3 - '{{}}' < {PROBE}")
         assert old.stdout.strip() == forged and host.run(f"docker exec {CONTAINER} test -e {marker}").rc == 0
         spec = {"unreachable": {}, "paths": [], "reachable": [], "outside_names": [], "gateway": "", "outside_http": []}
-        judged = agent_audit_reports([old.stdout], [{"agent": HOSTILE, "spec": spec}], "a-nonce")
+        judged = agent_audit_reports([{"stdout": old.stdout, "rc": old.rc}], [{"agent": HOSTILE, "spec": spec}], "a-nonce")
         assert [row["check"] for row in judged[0]["rows"]] == ["audit_integrity"]
     finally:
         host.run(f"docker exec {CONTAINER} rm -f /agentfleet/workspaces/{HOSTILE}/json.py {marker} {usersite}/usercustomize.py")

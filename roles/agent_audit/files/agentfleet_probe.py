@@ -12,17 +12,23 @@ Standard library only.
 from __future__ import annotations
 
 import ctypes
-import errno
-import http.client
-import json
 import os
-import re
-import socket
-import stat
-import subprocess
-import sys
-from collections.abc import Callable
-from typing import Any
+
+if __name__ == "__main__":
+    # Before anything else: not dumpable, so other processes of this uid can no longer trace this
+    # one or read its environment (the nonce) or its file descriptors.
+    ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+
+import errno  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import socket  # noqa: E402
+import stat  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 Row = dict[str, Any]
 KEY = re.compile(rb"sk-ant-[A-Za-z0-9_-]{12,}")
@@ -387,8 +393,8 @@ CHECKS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
 
 
 def seal() -> str:
-    """Keep other processes of this uid out (no ptrace, no /proc/PID/environ or mem once not
-    dumpable) and take the controller's nonce, which only this probe echoes."""
+    """The controller's nonce, which only this probe echoes; not dumpable already when run as a
+    script (see the top), so no other process of this uid reads it from here on."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     return os.environ.pop("AGENTFLEET_PROBE_NONCE", "")
 

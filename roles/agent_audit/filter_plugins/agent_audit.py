@@ -6,6 +6,7 @@ its rows come back here to be judged and tabulated.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 from typing import Any
@@ -94,13 +95,21 @@ def _integrity(agent: str, problem: str) -> dict[str, Any]:
     return {"check": "audit_integrity", "target": agent, "ok": False, "observed": problem[:300]}
 
 
-def agent_audit_reports(outputs: list[str], specs: list[dict[str, Any]], nonce: str) -> list[dict[str, Any]]:
-    """Each agent's report as judged here: it must be the probe's (the nonce this run chose), be
-    about that agent, and hold every family its spec asks for; otherwise a breach says why."""
+def agent_audit_nonce(nonce: str, agent: str) -> str:
+    """Each agent's own nonce from the run's: one agent that learns its own learns no other's."""
+    return hashlib.sha256(f"{nonce}:{agent}".encode()).hexdigest()
+
+
+def agent_audit_reports(runs: list[dict[str, Any]], specs: list[dict[str, Any]], nonce: str) -> list[dict[str, Any]]:
+    """Each agent's report as judged here: the probe must have exited 0 and printed the nonce this
+    run chose for that agent, about that agent, with every family its spec asks for; otherwise a
+    breach says why. runs are the exec results (stdout, rc), in the order of specs."""
     reports = []
-    for output, item in zip(outputs, specs):
-        agent, rows = item["agent"], []
+    for run, item in zip(runs, specs):
+        agent, rows, output = item["agent"], [], str(run.get("stdout", ""))
         try:
+            if run.get("rc") != 0:
+                raise ValueError(f"the probe exited {run.get('rc')}")
             if len(output) > MAX_REPORT:
                 raise ValueError(f"report of {len(output)} bytes")
             document = json.loads(output)
@@ -109,7 +118,7 @@ def agent_audit_reports(outputs: list[str], specs: list[dict[str, Any]], nonce: 
             rows = [row for row in document["rows"] if _is_row(row)]
             if len(rows) != len(document["rows"]):
                 raise ValueError("rows that are not check rows")
-            if document.get("nonce") != nonce or document.get("agent") != agent:
+            if document.get("nonce") != agent_audit_nonce(nonce, agent) or document.get("agent") != agent:
                 raise ValueError("not produced by the probe this audit sent (nonce or agent differs)")
             missing = sorted(expected_families(item["spec"]) - {row["check"] for row in rows})
             if missing:
@@ -153,4 +162,5 @@ def _printable(text: str) -> str:
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"agent_audit_specs": agent_audit_specs, "agent_audit_reports": agent_audit_reports,
+                "agent_audit_nonce": agent_audit_nonce,
                 "agent_audit_table": agent_audit_table, "agent_audit_breaches": agent_audit_breaches}
