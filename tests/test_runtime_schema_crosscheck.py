@@ -92,8 +92,9 @@ def _valid(kind: str, node: dict[str, Any]) -> st.SearchStrategy[Any]:
         return whole | st.floats(min_value=low, exclude_min=skip, allow_nan=False, allow_infinity=False)
     if kind == "string":
         shortest, longest = node.get("minLength", 0), node.get("maxLength", node.get("minLength", 0) + 20)
-        if "pattern" in node:
-            return st.from_regex(node["pattern"], fullmatch=True).filter(lambda text: shortest <= len(text) <= longest)
+        if "pattern" in node:  # the pattern bounds the length itself unless maxLength says less
+            most = node.get("maxLength", 10 ** 9)
+            return st.from_regex(node["pattern"], fullmatch=True).filter(lambda text: shortest <= len(text) <= most)
         return st.text(min_size=shortest, max_size=min(longest, shortest + 20))
     if kind == "array":
         fewest = node.get("minItems", 0)
@@ -156,6 +157,8 @@ BASE: dict[str, dict[str, Any]] = {
                   "completed": 0, "pid": 123},
     "gateway-usage": {"agents": {"marie": {"requests": 3, "sent": 10, "received": 20, "status": {"200": 3},
                                            "last": "2026-01-01T00:00:00Z"}}, "since": [1700000000, 5]},
+    "proposal": {"id": "t1", "worker": "marie", "base": "a" * 40, "head": "b" * 40, "summary": "did it",
+                 "commits": [{"id": "b" * 40, "subject": "v2"}], "files": [{"path": "app.py", "added": 1, "deleted": 1}]},
 }
 CHANGES: dict[str, list[tuple[str, dict[str, Any], bool]]] = {
     "task": [
@@ -238,6 +241,18 @@ CHANGES: dict[str, list[tuple[str, dict[str, Any], bool]]] = {
                                                             "status": {"200": "3"}}}}, False),
         ("last over maxLength", {"agents": {"marie": {**BASE["gateway-usage"]["agents"]["marie"], "last": "l" * 65}}},
          False),
+    ],
+    "proposal": [
+        ("no commits and no files", {"commits": [], "files": []}, True),
+        ("a binary file (no line counts)", {"files": [{"path": "a.bin", "added": None, "deleted": None}]}, True),
+        ("a base that is not a commit id", {"base": "main"}, False),
+        ("a head in capitals", {"head": "B" * 40}, False),
+        ("a head with a trailing newline", {"head": "b" * 40 + "\n"}, False),
+        ("a commit without a subject", {"commits": [{"id": "b" * 40}]}, False),
+        ("a subject over maxLength", {"commits": [{"id": "b" * 40, "subject": "s" * 201}]}, False),
+        ("201 commits", {"commits": [{"id": "b" * 40, "subject": ""}] * 201}, False),
+        ("a negative line count", {"files": [{"path": "a", "added": -1, "deleted": 0}]}, False),
+        ("a worker with a path", {"worker": "../anga"}, False),
     ],
 }
 

@@ -21,7 +21,7 @@ from .gateway_usage import usage_table
 from .untrusted import NAME, printable
 
 
-def submit(fleet: Fleet, prompt: str, worker: str | None) -> tuple[str, str]:
+def submit(fleet: Fleet, prompt: str, worker: str | None, project: dict[str, str] | None = None) -> tuple[str, str]:
     """Write a task atomically into a worker's inbox; the least busy fresh worker when none is named."""
     beats = fleet.heartbeats()
     if worker is None:
@@ -34,7 +34,7 @@ def submit(fleet: Fleet, prompt: str, worker: str | None) -> tuple[str, str]:
         raise SystemExit(f"agentctl: --to {printable(worker)}: no such worker (no {printable(str(inbox))})")
     ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
     task = {"id": ident, "prompt": prompt, "submitted": time.time(),
-            "submitted_by": os.environ.get("USER", "agentctl")[:64]}
+            "submitted_by": os.environ.get("USER", "agentctl")[:64], **(project or {})}
     errors = schema.errors(task, schema.load("task"))
     if errors:
         raise SystemExit("agentctl: " + "; ".join(errors))
@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     send = commands.add_parser("submit", help="send a task; prints worker and task id")
     send.add_argument("--to", help="worker name (default: the least busy worker with a fresh heartbeat)")
     send.add_argument("--wait", type=float, metavar="SECONDS", help="wait for the result and print it")
+    send.add_argument("--project", help="run in a checkout of this project of the worker's; needs --base")
+    send.add_argument("--base", help="the commit (40 hex digits) the checkout starts from")
     send.add_argument("prompt")
     commands.add_parser("status", help="agents from their heartbeats; stale ones marked STALE")
     commands.add_parser("usage", help="model API requests per agent, from the gateway's log (the monitor's report)")
@@ -98,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(fleet: Fleet, args: argparse.Namespace) -> int:
     if args.command == "submit":
-        worker, ident = submit(fleet, args.prompt, args.to)
+        if (args.project is None) != (args.base is None):
+            raise SystemExit("agentctl: --project and --base go together")
+        project = {"project": args.project, "base": args.base} if args.project else None
+        worker, ident = submit(fleet, args.prompt, args.to, project)
         print(f"{worker} {ident}")
         if args.wait is None:
             return 0

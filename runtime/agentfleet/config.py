@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backends import Backend
@@ -22,6 +23,8 @@ class Config:
     poll_only: bool = False
     docker_api: str = ""
     project: str = "agentfleet"
+    # The projects this worker may check out: name -> its read-only mirror (inside the container).
+    projects: dict[str, Path] = field(default_factory=dict)
 
     @property
     def inbox(self) -> Path:
@@ -52,4 +55,5 @@ class Config:
             max_attempts=int(env.get("AGENTFLEET_MAX_ATTEMPTS", "3")),
             poll_only=env.get("AGENTFLEET_POLL_ONLY", "") == "1",
             docker_api=env.get("AGENTFLEET_DOCKER_API", ""), project=env.get("AGENTFLEET_PROJECT", "agentfleet"),
+            projects={name: Path(path) for name, path in json.loads(env.get("AGENTFLEET_PROJECTS", "{}")).items()},
         )

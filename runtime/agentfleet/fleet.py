@@ -90,6 +90,8 @@ class Fleet:
         directory, found = self.root / "results" / worker, []
         for name in names(directory, self.problems):
             stem, dot, suffix = name.rpartition(".")
+            if name.endswith(".proposal.json") or suffix == "bundle" and ID.match(stem):
+                continue  # a proposal's manifest and bundle, read by whoever imports it
             if dot and suffix == "json" and ID.match(stem):
                 found.append(name)
             elif not name.startswith(".") and not (dot and suffix == "claim" and ID.match(stem)):

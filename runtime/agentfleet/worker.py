@@ -15,7 +15,9 @@ from . import schema
 from .claims import Claim
 from .config import Config
 from .events import emit
+from .proposals import git, propose
 from .tasks import read_task, task_id
+from .untrusted import Refused
 from .watch import Watcher
 
 HANDBACK = "handback"
@@ -98,6 +100,8 @@ class Worker:
                                   "started": started, "finished": time.time()}
         if task is not None:
             result["task"] = task
+        if task is not None and "project" in task and (self.config.results / f"{ident}.proposal.json").exists():
+            result["proposal"] = f"{ident}.proposal.json"
         written = schema.write_atomic(self.config.results / f"{ident}.json", result, replace=False)
         claim.finish()
         if written:
@@ -106,7 +110,35 @@ class Worker:
         self.heartbeat()
 
     def execute(self, task: dict[str, Any]) -> tuple[str, str, str]:
-        backend, workspace = self.config.backend, self.config.workspace
+        """Run the task; a project task runs in a checkout of its base and ends in a proposal."""
+        if "project" not in task:
+            return self.run_backend(task, self.config.workspace)
+        try:
+            checkout = self.checkout(task)
+        except Refused as problem:
+            return "rejected", "", f"project {task['project']}: {problem}"
+        outcome = self.run_backend(task, checkout)
+        if outcome[0] != HANDBACK:
+            try:
+                propose(checkout, task["base"], self.config.name, task["id"], outcome[1], self.config.results)
+            except (Refused, OSError) as problem:
+                return "failed", outcome[1], f"the proposal could not be made: {problem}"
+        return outcome
+
+    def checkout(self, task: dict[str, Any]) -> Path:
+        """workspace/checkouts/<id> on a branch at the task's base; a retried task keeps its earlier work."""
+        mirror = self.config.projects.get(task["project"])
+        if mirror is None:
+            raise Refused(f"not one of this worker's projects {sorted(self.config.projects)}")
+        target: Path = self.config.workspace / "checkouts" / str(task["id"])
+        if not (target / ".git").is_dir():
+            target.parent.mkdir(exist_ok=True)
+            git(target.parent, "clone", "--quiet", "--no-checkout", str(mirror), target.name)
+            git(target, "checkout", "--quiet", "-B", f"agentfleet/{task['id']}", task["base"])
+        return target
+
+    def run_backend(self, task: dict[str, Any], workspace: Path) -> tuple[str, str, str]:
+        backend = self.config.backend
         argv = backend.command(task, str(workspace))
         try:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

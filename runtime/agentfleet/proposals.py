@@ -1,0 +1,142 @@
+"""Proposals: a worker's commits on top of a base, as data the trusted side imports safely.
+
+The worker side (`propose`) commits what the backend left uncommitted, in the agent's name, and
+writes <id>.bundle (exactly the commits base..HEAD under one ref) and <id>.proposal.json (the
+manifest) into its own results directory. The trusted side (`import_proposal`) never runs
+anything from the proposal: git runs with no system or global configuration and no hooks, the
+bundle is checked for size and for its one ref, fetched into refs/proposals/<worker>/<id> of the
+integration repository (with fsck where git applies it), and its history and tree are checked:
+built on the base, no .git directory, no submodule, no symlink that leaves the checkout, no file
+over a size cap. Anything else is refused with a reason.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import schema
+from .untrusted import ID, NAME, Refused, read_bytes
+
+REF = "refs/heads/agentfleet-proposal"  # the one ref a proposal bundle may carry
+MAX_COMMITS = 200
+MAX_SUBJECT = 200
+
+
+@dataclass(frozen=True)
+class Caps:
+    bundle_bytes: int = 64 * 2 ** 20
+    file_bytes: int = 16 * 2 ** 20
+    files: int = 50_000
+
+
+def git(repo: Path, *args: str, stdin: bytes | None = None, timeout: float = 120) -> str:
+    """git in repo, isolated from every configuration but the repository's own and from hooks."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    command = ["git", "-C", str(repo), "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
+               "-c", "protocol.allow=never", "-c", "protocol.file.allow=always", *args]
+    done = subprocess.run(command, input=stdin, capture_output=True, env=env, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise Refused(f"git {args[0]}: {done.stderr.decode('utf-8', 'replace').strip()[:300]}")
+    return done.stdout.decode("utf-8", "replace")
+
+
+def propose(checkout: Path, base: str, agent: str, ident: str, summary: str, out: Path) -> dict[str, Any]:
+    """Commit what is left uncommitted, then write <ident>.bundle and <ident>.proposal.json in out."""
+    if not NAME.match(agent) or not ID.match(ident):
+        raise ValueError("agent or task id is not a name")
+    identity = ["-c", f"user.name={agent}", "-c", f"user.email={agent}@agentfleet.invalid"]
+    git(checkout, "add", "--all")
+    if git(checkout, "status", "--porcelain"):
+        git(checkout, *identity, "commit", "--quiet", "--no-verify", "-m", f"{agent}: uncommitted work of task {ident}")
+    head = git(checkout, "rev-parse", "HEAD").strip()
+    commits = git(checkout, "log", "--format=%H %s", f"{base}..{head}").splitlines()
+    manifest: dict[str, Any] = {"id": ident, "worker": agent, "base": base, "head": head, "summary": summary[:20_000],
+                                "commits": [{"id": line[:40], "subject": line[41:41 + MAX_SUBJECT]}
+                                            for line in commits[:MAX_COMMITS]],
+                                "files": _changed(checkout, base, head)}
+    if commits:
+        git(checkout, "branch", "--force", "agentfleet-proposal", head)
+        git(checkout, "bundle", "create", "--quiet", str(out / f".{ident}.bundle"), f"{base}..agentfleet-proposal")
+        os.replace(out / f".{ident}.bundle", out / f"{ident}.bundle")
+    schema.write_atomic(out / f"{ident}.proposal.json", manifest, replace=False)
+    return manifest
+
+
+def _changed(checkout: Path, base: str, head: str) -> list[dict[str, Any]]:
+    files = []
+    for line in git(checkout, "diff", "--numstat", "-z", base, head).split("\0"):
+        added, _, rest = line.partition("\t")
+        deleted, _, path = rest.partition("\t")
+        if path:
+            files.append({"path": path[:4096], "added": int(added) if added.isdigit() else None,
+                          "deleted": int(deleted) if deleted.isdigit() else None})
+    return files
+
+
+def import_proposal(bundle: Path, owner: int | None, repo: Path, worker: str, ident: str, base: str,
+                    caps: Caps = Caps()) -> str:
+    """Fetch a worker's bundle into refs/proposals/<worker>/<ident> of repo; its head commit.
+
+    bundle must be results/<worker>/<ident>.bundle owned by the worker (owner): where it lives
+    says whose it is, as for results."""
+    if not NAME.match(worker) or not ID.match(ident):
+        raise Refused("worker or task id is not a name")
+    data = read_bytes(bundle, owner, caps.bundle_bytes)
+    scratch = repo / f".agentfleet-import-{worker}-{ident}.bundle"
+    scratch.write_bytes(data)  # the bytes checked above, not whatever the path holds by now
+    try:
+        heads = [line.split(" ", 1) for line in git(repo, "bundle", "list-heads", str(scratch)).splitlines()]
+        if [name for _, name in heads] != [REF]:
+            raise Refused(f"the bundle carries {sorted(name for _, name in heads)[:5]}, not exactly {REF}")
+        git(repo, "bundle", "verify", "--quiet", str(scratch))
+        target = f"refs/proposals/{worker}/{ident}"
+        git(repo, "-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true", "fetch", "--quiet",
+            "--no-tags", "--no-write-fetch-head", str(scratch), f"+{REF}:{target}")
+        head = heads[0][0]
+        try:
+            _check_history(repo, base, head)
+            _check_tree(repo, head, caps)
+        except Refused:
+            git(repo, "update-ref", "-d", target)
+            raise
+        return head
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def _check_history(repo: Path, base: str, head: str) -> None:
+    count = int(git(repo, "rev-list", "--count", f"{base}..{head}").strip())
+    if count > MAX_COMMITS:
+        raise Refused(f"{count} commits, over the limit of {MAX_COMMITS}")
+    try:
+        git(repo, "merge-base", "--is-ancestor", base, head)
+    except Refused:
+        raise Refused(f"the proposal does not build on its base {base[:12]}") from None
+
+
+def _check_tree(repo: Path, head: str, caps: Caps) -> None:
+    """No file over the cap, no more files than the cap, no symlink that points out of the checkout."""
+    entries = git(repo, "ls-tree", "-r", "-l", "-z", head).split("\0")
+    if len(entries) > caps.files:
+        raise Refused(f"more than {caps.files} files")
+    for entry in filter(None, entries):
+        meta, _, path = entry.partition("\t")
+        mode, kind, blob, size = meta.split()
+        # git 2.39 does not fsck what it fetches from a bundle: the checks a checkout relies on are here.
+        if any(part.lower().rstrip(" .") in (".git", "git~1") for part in path.split("/")):
+            raise Refused(f"{path[:200]!r} is inside a .git directory")
+        if kind == "commit":
+            raise Refused(f"{path[:200]!r} is a submodule")
+        if size != "-" and int(size) > caps.file_bytes:
+            raise Refused(f"{path[:200]!r} is {size} bytes, over the limit of {caps.file_bytes}")
+        if mode == "120000":
+            target = git(repo, "cat-file", "blob", blob)
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+            if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
+                raise Refused(f"{path[:200]!r} is a symlink out of the checkout ({target[:200]!r})")
