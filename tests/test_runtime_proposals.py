@@ -192,6 +192,21 @@ def test_a_project_task_runs_in_a_checkout_of_its_base_and_ends_in_a_proposal(
     assert Fleet(root, {"marie": ME}).results()[0]["id"] == "t1"  # manifest and bundle are not results
 
 
+def test_the_mirror_may_belong_to_another_account(tmp_path: Path, project: tuple[Path, Path, str]) -> None:
+    """As in a container: the host's mirror is not the worker's (git refuses such a repository
+    unless told it is safe)."""
+    if ME != 0:
+        pytest.skip("changing the mirror's owner needs root, as on our CI")
+    integration, _, base = project
+    for path in [integration, *integration.rglob("*")]:
+        os.lchown(path, 65534, 65534)
+    root = make_tree(tmp_path / "tree", ["marie"])
+    put_task(root, "marie", "t1", project="shop", base=base)
+    project_worker(root, integration, "echo v3 > app.py").run_once()
+    answer = result(root, "marie", "t1")
+    assert answer["status"] == "ok" and answer["proposal"] == "t1.proposal.json", answer["reason"]
+
+
 @pytest.mark.parametrize(("fields", "reason"), [
     ({"project": "shop"}, "project and base go together"),
     ({"project": "other", "base": "a" * 40}, "not one of this worker's projects ['shop']"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import posixpath
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,16 +35,26 @@ class Caps:
     files: int = 50_000
 
 
-def git(repo: Path, *args: str, stdin: bytes | None = None, timeout: float = 120) -> str:
-    """git in repo, isolated from every configuration but the repository's own and from hooks."""
+def git(repo: Path, *args: str, stdin: bytes | None = None, timeout: float = 120, settings: Path | None = None) -> str:
+    """git in repo, isolated from every configuration but the repository's own (and settings, as
+    the global file: git 2.39 takes safe.directory from nowhere else) and from hooks."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+           "GIT_CONFIG_GLOBAL": str(settings or "/dev/null"), "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
     command = ["git", "-C", str(repo), "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
                "-c", "protocol.allow=never", "-c", "protocol.file.allow=always", *args]
     done = subprocess.run(command, input=stdin, capture_output=True, env=env, timeout=timeout, check=False)
     if done.returncode != 0:
         raise Refused(f"git {args[0]}: {done.stderr.decode('utf-8', 'replace').strip()[:300]}")
     return done.stdout.decode("utf-8", "replace")
+
+
+def clone(mirror: Path, target: Path, branch: str, base: str) -> None:
+    """A checkout of base from a mirror another account owns (the host's, mounted read-only)."""
+    with tempfile.NamedTemporaryFile("w", prefix="agentfleet-git-", suffix=".conf") as settings:
+        settings.write(f"[safe]\n\tdirectory = {mirror}\n\tdirectory = {mirror}/.git\n")
+        settings.flush()
+        git(target.parent, "clone", "--quiet", "--no-checkout", str(mirror), target.name, settings=Path(settings.name))
+    git(target, "checkout", "--quiet", "-B", branch, base)
 
 
 def propose(checkout: Path, base: str, agent: str, ident: str, summary: str, out: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from . import schema
 from .claims import Claim
 from .config import Config
 from .events import emit
-from .proposals import git, propose
+from .proposals import clone, propose
 from .tasks import read_task, task_id
 from .untrusted import Refused
 from .watch import Watcher
@@ -133,8 +133,7 @@ class Worker:
         target: Path = self.config.workspace / "checkouts" / str(task["id"])
         if not (target / ".git").is_dir():
             target.parent.mkdir(exist_ok=True)
-            git(target.parent, "clone", "--quiet", "--no-checkout", str(mirror), target.name)
-            git(target, "checkout", "--quiet", "-B", f"agentfleet/{task['id']}", task["base"])
+            clone(mirror, target, f"agentfleet/{task['id']}", task["base"])
         return target
 
     def run_backend(self, task: dict[str, Any], workspace: Path) -> tuple[str, str, str]:
