@@ -39,7 +39,24 @@ def test_the_default_model_and_a_custom_one_pass() -> None:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
+SHOP = {"name": "shop", "source": "/srv/git/shop", "gid": 10950}
 BAD_MODELS: list[tuple[str, dict[str, Any], str]] = [
+    ("a project with an upper-case name", {"agent_model_projects": [{**SHOP, "name": "Shop"}]},
+     "agent_model_projects[0] (Shop).name: 'Shop' does not match"),
+    ("a project whose source is a relative path", {"agent_model_projects": [{**SHOP, "source": "git/shop"}]},
+     "agent_model_projects[0] (shop).source: 'git/shop' is not an absolute path"),
+    ("a project branch that reads as an option", {"agent_model_projects": [{**SHOP, "branch": "-delete"}]},
+     ".branch: '-delete' is not a branch name"),
+    ("a project branch with ..", {"agent_model_projects": [{**SHOP, "branch": "a/../b"}]}, "is not a branch name"),
+    ("a project without a gid", {"agent_model_projects": [{"name": "shop", "source": "/srv/git/shop"}]},
+     "agent_model_projects[0] (shop).gid: None is not an integer"),
+    ("a project gid taken by a group", {"agent_model_projects": [{**SHOP, "gid": 10901}]},
+     "gid: 10901 is used by both"),
+    ("a project worker not in the model", {"agent_model_projects": [{**SHOP, "workers": ["zoe"]}]},
+     ".workers: ['zoe'] are not in agent_model_agents"),
+    ("an unknown project key", {"agent_model_projects": [{**SHOP, "deploy_key": "x"}]}, "unknown keys ['deploy_key']"),
+    ("two projects of one name", {"agent_model_projects": [SHOP, {**SHOP, "gid": 10951}]},
+     "agent_model_projects[].name: 'shop' is used by both projects[0] and projects[1]"),
     ("upper-case name", {"agent_model_agents": agents(marie={"name": "Marie"})},
      "agent_model_agents[1] (Marie).name: 'Marie' does not match"),
     ("name of 32 characters", {"agent_model_agents": agents(marie={"name": "m" * 32})}, ".name: 'mmmm"),

@@ -99,3 +99,24 @@ def test_the_ollama_route_follows_the_kind_unless_the_agent_says() -> None:
     assert chosen == {"orchestrator": False, "marie": False, "anga": True, "fabien": False, "monitor": False}
     default = {agent["name"]: agent["ollama"] for agent in agent_model_stack(model())["agents"]}
     assert [name for name, uses in default.items() if uses] == ["monitor"]
+
+
+def test_a_project_mirror_is_readable_by_its_workers_and_the_dispatcher_only() -> None:
+    project = {"name": "shop", "source": "https://git.example.invalid/shop.git", "gid": 10950, "workers": ["marie"]}
+    stack = agent_model_stack(model(projects=[project]))
+    assert agent_model_errors(model(projects=[project])) == []
+    paths = {entry["path"]: entry for entry in stack["paths"]}
+    mirror = paths["/srv/agentfleet/projects/shop"]
+    assert (mirror["owner_name"], mirror["group_name"], mirror["group"], mirror["mode"]) == (
+        "root", "agentfleet-project-shop", 10950, "0750")
+    assert (mirror["read"], mirror["write"]) == (["marie", "orchestrator"], [])
+    members = sorted(user["name"] for user in stack["users"] if "agentfleet-project-shop" in user["groups"])
+    assert members == ["agent-marie", "agent-orchestrator"]
+    assert stack["projects"] == [{"name": "shop", "source": "https://git.example.invalid/shop.git", "branch": "main",
+                                  "mirror": "/srv/agentfleet/projects/shop", "readers": ["marie", "orchestrator"]}]
+    everyone = agent_model_stack(model(projects=[{**project, "workers": []}]))["projects"][0]["readers"]
+    assert everyone == ["anga", "fabien", "marie", "orchestrator"]  # default: every agent that receives tasks
+
+
+def test_no_projects_means_no_projects_directory() -> None:
+    assert not [entry for entry in agent_model_stack(model())["paths"] if "/projects" in entry["path"]]

@@ -209,3 +209,16 @@ def test_the_host_runtime_tree_lists_its_directories_first_and_every_file() -> N
     assert {f["path"]: (f["text"], f["mode"], f["uid"]) for f in tree["files"]} == {
         "/opt/agentfleet/runtime/agentfleet/worker.py": ("w", "0644", 0),
         "/opt/agentfleet/runtime/schemas/task.json": ("{}", "0644", 0)}
+
+
+def test_a_projects_mirror_is_mounted_read_only_into_its_readers_with_its_path_in_their_environment() -> None:
+    model = {name.removeprefix("agent_model_"): value for name, value in MODEL.items()}
+    shop = {"name": "shop", "source": "/srv/git/shop", "gid": 10950, "workers": ["marie"]}
+    services = agent_stack_compose(agent_model_stack({**model, "projects": [shop]}), IMAGES, SETTINGS)["services"]
+    for name in ("marie", "orchestrator"):
+        assert "/srv/agentfleet/projects/shop:/agentfleet/projects/shop:ro" in services[name]["volumes"]
+        assert services[name]["environment"]["AGENTFLEET_PROJECTS"] == '{"shop": "/agentfleet/projects/shop"}'
+        assert "10950" in services[name]["group_add"]
+    for name in ("anga", "fabien", "monitor"):
+        assert not [volume for volume in services[name]["volumes"] if "projects" in volume]
+        assert services[name]["environment"]["AGENTFLEET_PROJECTS"] == "{}"

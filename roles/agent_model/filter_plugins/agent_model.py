@@ -30,6 +30,11 @@ RESERVED_ROOTS = frozenset(["/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib
                             "/run", "/sbin", "/sys", "/tmp", "/usr", "/var"])
 ROOT_UID = 0
 Model = dict[str, Any]
+PROJECT_KEYS = frozenset(("name", "source", "branch", "gid", "workers"))
+# A branch name git accepts that can never be read as an option or a path out of refs/heads/.
+BRANCH = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}(?<![./])$")
+# A path on the host, or a URL git fetches from (https, ssh, git, or scp-like user@host:path).
+SOURCE = re.compile(r"^(/[^\s]*|(https|ssh|git)://[^\s]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$")
 
 
 def _label(index: int, agent: Any) -> str:
@@ -150,15 +155,51 @@ def agent_model_errors(model: Model) -> list[str]:
         errors.append(f"agent_model_services: the stack needs {', '.join(missing)} (set their uid, do not remove them)")
     for field in ("observers_gid", "common_gid"):
         errors += _id_errors(f"agent_model_{field}", model[field], model["uid_floor"])
+    for index, project in enumerate(model.get("projects", [])):
+        errors += _project_errors(index, project, model)
     if errors:
         return errors
     errors += _duplicates("agent_model_agents[].name", [(f"agents[{i}]", a["name"]) for i, a in enumerate(agents)])
+    errors += _duplicates("agent_model_projects[].name", [(f"projects[{i}]", p["name"])
+                                                          for i, p in enumerate(model.get("projects", []))])
     accounts = _accounts(model, agents)
     errors += _duplicates("user name", [(u["owner"], u["name"]) for u in accounts["users"]])
     errors += _duplicates("group name", [(g["owner"], g["name"]) for g in accounts["groups"]])
     errors += _duplicates("uid", [(u["owner"], u["uid"]) for u in accounts["users"]])
     errors += _duplicates("gid", [(g["owner"], g["gid"]) for g in accounts["groups"]])
     return errors or _selection_errors(model)
+
+
+def _project_errors(index: int, project: Any, model: Model) -> list[str]:
+    label = f"agent_model_projects[{index}]"
+    if not isinstance(project, dict):
+        return [f"{label}: must be a mapping"]
+    label = f"{label} ({project.get('name')})" if isinstance(project.get("name"), str) else label
+    errors = [f"{label}: unknown keys {sorted(set(project) - PROJECT_KEYS)}; known: {sorted(PROJECT_KEYS)}"
+              ] if set(project) - PROJECT_KEYS else []
+    if not isinstance(project.get("name"), str) or not NAME.match(project["name"]):
+        errors.append(f"{label}.name: {project.get('name')!r} does not match ^[a-z][a-z0-9-]{{0,30}}$")
+    if not isinstance(project.get("source"), str) or not SOURCE.match(project["source"]):
+        errors.append(f"{label}.source: {project.get('source')!r} is not an absolute path on the host or a git URL "
+                      "(https://, ssh://, git://, user@host:path)")
+    branch = project.get("branch", "main")
+    if not isinstance(branch, str) or not BRANCH.match(branch):
+        errors.append(f"{label}.branch: {branch!r} is not a branch name")
+    errors += _id_errors(f"{label}.gid", project.get("gid"), model["uid_floor"])
+    names = {agent.get("name") for agent in model["agents"] if isinstance(agent, dict)}
+    workers = project.get("workers", [])
+    if not isinstance(workers, list) or not all(isinstance(name, str) for name in workers):
+        errors.append(f"{label}.workers: must be a list of agent names")
+    elif set(workers) - names:
+        errors.append(f"{label}.workers: {sorted(set(workers) - names)} are not in agent_model_agents")
+    return errors
+
+
+def _project_readers(model: Model, project: dict[str, Any], agents: list[dict[str, Any]]) -> list[str]:
+    """Who may read a project's mirror: its workers (default: every agent that receives tasks)
+    and the agent that dispatches (it plans on the code)."""
+    workers = project.get("workers") or [a["name"] for a in agents if _can(model, a, "receives_tasks")]
+    return sorted({a["name"] for a in agents if a["name"] in workers or _can(model, a, "dispatches")})
 
 
 def _selection_errors(model: Model) -> list[str]:
@@ -219,9 +260,16 @@ def _accounts(model: Model, agents: list[dict[str, Any]]) -> dict[str, list[dict
         {"name": observers, "gid": model["observers_gid"], "owner": "agent_model_observers_gid"},
         {"name": common, "gid": model["common_gid"], "owner": "agent_model_common_gid"},
     ]
+    projects = model.get("projects", [])
+    for project in projects:
+        groups.append({"name": f"agentfleet-project-{project['name']}", "gid": project.get("gid"),
+                       "owner": f"project {project['name']}"})
     for agent in agents:
         name, kind = prefix + agent["name"], agent.get("kind")
         extra = [common] + ([observers] if kind in model["kinds"] and _can(model, agent, "observes") else [])
+        if kind in model["kinds"]:
+            extra += [f"agentfleet-project-{p['name']}" for p in projects
+                      if agent["name"] in _project_readers(model, p, agents)]
         gid = agent.get("gid", agent.get("uid"))
         users.append({"name": name, "uid": agent.get("uid"), "gid": gid, "group": name, "groups": extra,
                       "home": f"{root}/workspaces/{agent['name']}", "comment": f"agentfleet {kind} {agent['name']}",
@@ -281,6 +329,12 @@ def _paths(model: Model, agents: list[dict[str, Any]], accounts: dict[str, list[
                                 [name] + observers, [name]))
         for category in ("workspaces", "credentials"):
             paths.append(_entry(f"{root}/{category}/{name}", own, group[account[name]], "0700", category, [name], [name]))
+    if model.get("projects"):
+        paths.append(_entry(f"{root}/projects", root_id, ("root", ROOT_UID), "0755", "projects", names, []))
+    for project in model.get("projects", []):
+        # The host's mirror, written by root only (role agent_projects); its readers clone from it.
+        paths.append(_entry(f"{root}/projects/{project['name']}", root_id, group[f"agentfleet-project-{project['name']}"],
+                            "0750", "project", _project_readers(model, project, agents), []))
     for service in model["services"]:
         account_name = f"agentfleet-{service['name']}"
         paths.append(_entry(f"{root}/services/{service['name']}", user[account_name], group[account_name], "0700",
@@ -298,7 +352,10 @@ def agent_model_stack(model: Model) -> dict[str, Any]:
     for item in accounts["users"] + accounts["groups"]:
         item.pop("owner", None)
     root = model["root"]
-    return {"root": root, "agents": agents, "services": model["services"], **accounts,
+    projects = [{"name": p["name"], "source": p["source"], "branch": p.get("branch", "main"),
+                 "mirror": f"{root}/projects/{p['name']}", "readers": _project_readers(model, p, agents)}
+                for p in model.get("projects", [])]
+    return {"root": root, "agents": agents, "services": model["services"], "projects": projects, **accounts,
             "paths": _paths(model, agents, accounts), "per_name_dirs": [f"{root}/{c}" for c in PER_NAME],
             "retired_dir": f"{root}/retired", "registry": model["registry"]}
 

@@ -102,6 +102,9 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
         "NO_PROXY": "gateway,redis,localhost,127.0.0.1", "no_proxy": "gateway,redis,localhost,127.0.0.1",
         "AGENTFLEET_REDIS_USER": agent["account"],
         **agent_stack_fleet_env(stack),
+        # The mirrors this agent may clone from (mounted read-only from the access matrix).
+        "AGENTFLEET_PROJECTS": json.dumps({p["name"]: f"{INSIDE}/projects/{p['name']}" for p in stack.get("projects", [])
+                                           if name in p["readers"]}, sort_keys=True),
     }
     if command == "monitor":
         # Only the monitor reaches the Docker API, and only its read endpoints (the gateway's log).
