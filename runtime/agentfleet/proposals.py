@@ -40,7 +40,8 @@ def git(repo: Path, *args: str, stdin: bytes | None = None, timeout: float = 120
     the global file: git 2.39 takes safe.directory from nowhere else) and from hooks."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_CONFIG_GLOBAL": str(settings or "/dev/null"), "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    command = ["git", "-C", str(repo), "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
+    command = ["git", "-C", str(repo), "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "gc.auto=0",
+               "-c", "maintenance.auto=false",
                "-c", "protocol.allow=never", "-c", "protocol.file.allow=always", *args]
     done = subprocess.run(command, input=stdin, capture_output=True, env=env, timeout=timeout, check=False)
     if done.returncode != 0:
