@@ -76,7 +76,9 @@ def test_an_unreadable_daemon_json_is_refused_and_kept() -> None:
 def test_a_bad_agent_model_is_refused_before_any_change() -> None:
     model = [{"name": "orchestrator", "kind": "orchestrator", "uid": 10000},
              {"name": "marie", "kind": "worker", "uid": 10001}, {"name": "anga", "kind": "worker", "uid": 10001}]
-    result = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_model_agents": model}))
+    # No projects: the scenario's project names workers this model does not have.
+    result = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_model_agents": model,
+                                                                          "agent_model_projects": []}))
     assert result.returncode != 0
     assert recap(result.stdout)["agentfleet-trixie"][0] == 0, result.stdout[-3000:]
     assert "uid: 10001 is used by both agent marie and agent anga" in result.stdout + result.stderr
@@ -85,7 +87,8 @@ def test_a_bad_agent_model_is_refused_before_any_change() -> None:
 def test_a_host_account_agentfleet_did_not_create_is_never_taken_over() -> None:
     model = [{"name": "orchestrator", "kind": "orchestrator", "uid": 10000},
              {"name": "zoe", "kind": "worker", "uid": 10005}]
-    result = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_model_agents": model}))
+    result = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_model_agents": model,
+                                                                          "agent_model_projects": []}))
     assert result.returncode != 0
     assert recap(result.stdout)["agentfleet-trixie"][0] == 0, result.stdout[-3000:]
     assert "user agent-zoe: exists on the host and agentfleet did not create it" in result.stdout + result.stderr

@@ -12,9 +12,14 @@ testinfra_hosts = ["ansible://agentfleet_hosts"]
 
 
 def test_a_worker_removed_from_the_model_loses_its_container_and_keeps_its_data(host: testinfra.host.Host) -> None:
-    model = [agent for agent in host.ansible.get_variables()["agent_model_agents"] if agent["name"] != "lea"]
+    variables = host.ansible.get_variables()
+    model = [agent for agent in variables["agent_model_agents"] if agent["name"] != "lea"]
+    # The model refuses a project that names an agent it no longer has: lea leaves her project too.
+    projects = [{**project, "workers": [name for name in project.get("workers", []) if name != "lea"]}
+                for project in variables["agent_model_projects"]]
     host.run("echo draft > /srv/agentfleet/workspaces/lea/draft.txt")
-    removed = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_model_agents": model}))
+    removed = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_model_agents": model,
+                                                                           "agent_model_projects": projects}))
     assert removed.returncode == 0, removed.stdout[-3000:]
     try:
         names = host.run("docker ps -a --format '{{.Names}}'").stdout.split()
