@@ -118,5 +118,14 @@ def test_a_project_mirror_is_readable_by_its_workers_and_the_dispatcher_only() -
     assert everyone == ["anga", "fabien", "marie", "orchestrator"]  # default: every agent that receives tasks
 
 
+def test_project_sources_are_paths_or_git_urls_never_options() -> None:
+    for source in ("/srv/git/shop.git", "https://git.example.invalid/shop.git", "git@git.example.invalid:acme/shop.git",
+                   "ssh://git@git.example.invalid/shop.git"):
+        assert agent_model_errors(model(projects=[{"name": "shop", "source": source, "gid": 10950}])) == [], source
+    for source in ("-oProxyCommand@evil:x", "ext::sh -c touch% /tmp/x", "shop.git", "file:///srv/git/shop.git "):
+        errors = agent_model_errors(model(projects=[{"name": "shop", "source": source, "gid": 10950}]))
+        assert errors and ".source:" in errors[0], source
+
+
 def test_no_projects_means_no_projects_directory() -> None:
     assert not [entry for entry in agent_model_stack(model())["paths"] if "/projects" in entry["path"]]

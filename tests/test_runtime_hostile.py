@@ -242,8 +242,10 @@ def test_the_usage_report_is_read_only_from_the_monitor(tmp_path: Path, label: s
     root = make_tree(tmp_path, WORKERS)
     for name in ("marie", "monitor"):
         (root / "logs" / name).mkdir(parents=True)
-    plant(root / "logs" / "marie" / "gateway-usage.json", usage(marie={"requests": 999}))  # planted by marie
+    planted = usage(marie={"requests": 999, "sent": 0, "received": 0, "status": {}, "last": ""})
+    plant(root / "logs" / "marie" / "gateway-usage.json", planted)  # valid, and marie's: never read
     path = root / "logs" / "monitor" / "gateway-usage.json"
+    assert fleet(root).usage_report() is None
     make(path, maker)
     found = fleet(root)
     assert found.usage_report() is None
@@ -252,6 +254,24 @@ def test_the_usage_report_is_read_only_from_the_monitor(tmp_path: Path, label: s
     path.unlink() if not path.is_dir() or path.is_symlink() else path.rmdir()
     plant(path, plant_good)
     assert fleet(root).usage_report() == plant_good
+
+
+def test_a_flood_of_bad_files_is_counted_not_listed_in_the_monitors_log(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agentfleet.monitor.REPORTED", 3)
+    root = make_tree(tmp_path, WORKERS)
+    (root / "heartbeats" / "monitor").mkdir(exist_ok=True)
+    for n in range(5):
+        (root / "results" / "marie" / f"t{n}.json").symlink_to("/dev/zero")
+    monitor = Monitor(Config(name="monitor", kind="monitor", root=root, backend=Backend(type="command", argv=["true"])),
+                      retention=0, fleet=fleet(root))
+    monitor.check(time.time())
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [event["event"] for event in events].count("invalid-file") == 3
+    assert [event["count"] for event in events if event["event"] == "invalid-files-not-listed"] == [2]
+    monitor.check(time.time())  # the same files again: the three listed are not listed twice
+    again = [json.loads(line)["event"] for line in capsys.readouterr().out.splitlines()]
+    assert "invalid-file" not in again
 
 
 def test_agentctl_escapes_control_characters_in_everything_it_prints(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -282,6 +302,13 @@ def test_the_worker_rejects_a_bad_task_with_its_reason(tmp_path: Path, label: st
     make(path, maker)
     task, why = read_task(path, MAX_BYTES["task"], "command")
     assert task is None and (reason in why or "document: expected object" in why), why
+
+
+def test_a_task_id_ending_in_proposal_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "t1.proposal.json"
+    path.write_text('{"id": "t1.proposal", "prompt": "p"}')
+    task, why = read_task(path, MAX_BYTES["task"], "command")
+    assert task is None and "kept for proposal manifests" in why
 
 
 def test_depth_skips_brackets_inside_strings_and_parse_caps_it() -> None:

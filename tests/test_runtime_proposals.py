@@ -62,6 +62,17 @@ def test_a_proposal_carries_exactly_the_commits_on_its_base_and_imports_into_its
         "refs/heads/main", "refs/proposals/marie/t1"]
 
 
+def test_a_rename_lists_both_paths_and_a_retry_replaces_the_manifest(tmp_path: Path,
+                                                                     project: tuple[Path, Path, str]) -> None:
+    _, checkout, base = project
+    run(checkout, "mv", "app.py", "main.py")
+    first = propose(checkout, base, "marie", "t1", "renamed", tmp_path / "results")
+    assert sorted(entry["path"] for entry in first["files"]) == ["app.py", "main.py"]
+    commit(checkout, "more.txt")  # the retried attempt goes on from the same checkout
+    second = propose(checkout, base, "marie", "t1", "renamed and more", tmp_path / "results")
+    assert json.loads((tmp_path / "results" / "t1.proposal.json").read_text()) == second != first
+
+
 def test_no_commits_means_a_manifest_without_a_bundle(tmp_path: Path, project: tuple[Path, Path, str]) -> None:
     _, checkout, base = project
     manifest = propose(checkout, base, "marie", "t1", "nothing to do", tmp_path / "results")

@@ -90,8 +90,8 @@ class Fleet:
         directory, found = self.root / "results" / worker, []
         for name in names(directory, self.problems):
             stem, dot, suffix = name.rpartition(".")
-            if name.endswith(".proposal.json") or suffix == "bundle" and ID.match(stem):
-                continue  # a proposal's manifest and bundle, read by whoever imports it
+            if suffix == "bundle" and ID.match(stem) or name.endswith(".proposal.json") and ID.match(name[:-14]):
+                continue  # a proposal's manifest and bundle (no task id ends in .proposal), read by its importer
             if dot and suffix == "json" and ID.match(stem):
                 found.append(name)
             elif not name.startswith(".") and not (dot and suffix == "claim" and ID.match(stem)):
@@ -163,7 +163,10 @@ def _agents_from_json(text: str) -> dict[str, int]:
 def _owners(root: Path, problems: list[str]) -> dict[str, int]:
     found = {}
     for name in names(root / "heartbeats", problems):
-        info = os.lstat(root / "heartbeats" / name)
+        try:
+            info = os.lstat(root / "heartbeats" / name)
+        except OSError:
+            continue
         if NAME.match(name) and stat.S_ISDIR(info.st_mode):
             found[name] = info.st_uid
     return found

@@ -76,13 +76,15 @@ def propose(checkout: Path, base: str, agent: str, ident: str, summary: str, out
         git(checkout, "branch", "--force", "agentfleet-proposal", head)
         git(checkout, "bundle", "create", "--quiet", str(out / f".{ident}.bundle"), f"{base}..agentfleet-proposal")
         os.replace(out / f".{ident}.bundle", out / f"{ident}.bundle")
-    schema.write_atomic(out / f"{ident}.proposal.json", manifest, replace=False)
+    # Replaced on a retried task, with its bundle: the result, written once, names the final pair.
+    schema.write_atomic(out / f"{ident}.proposal.json", manifest)
     return manifest
 
 
 def _changed(checkout: Path, base: str, head: str) -> list[dict[str, Any]]:
     files = []
-    for line in git(checkout, "diff", "--numstat", "-z", base, head).split("\0"):
+    # --no-renames: a rename is a deletion and an addition, each with its own path.
+    for line in git(checkout, "diff", "--numstat", "--no-renames", "-z", base, head).split("\0"):
         added, _, rest = line.partition("\t")
         deleted, _, path = rest.partition("\t")
         if path:

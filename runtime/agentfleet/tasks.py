@@ -35,6 +35,8 @@ def read_task(path: Path, max_bytes: int, backend: str) -> tuple[dict[str, Any] 
         return None, "; ".join(problems)
     if document["id"] != stem:
         return None, f"id {document['id']!r} does not match the file name {path.name!r}"
+    if stem.endswith(".proposal"):
+        return None, "an id ending in .proposal is kept for proposal manifests (<id>.proposal.json)"
     if ("project" in document) != ("base" in document):
         return None, "project and base go together: a project task names the commit it starts from"
     if document.get("backend", backend) != backend:

@@ -159,5 +159,4 @@ def names(directory: Path, problems: list[str]) -> list[str]:
 
 def printable(text: str) -> str:
     """text with every control, format or separator character escaped, fit for a terminal."""
-    return "".join(char if char.isprintable() or char == " " else char.encode("unicode_escape").decode("ascii")
-                   for char in text)
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)

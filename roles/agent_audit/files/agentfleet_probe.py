@@ -34,7 +34,7 @@ Row = dict[str, Any]
 KEY = re.compile(rb"sk-ant-[A-Za-z0-9_-]{12,}")
 PLACEHOLDER = b"sk-ant-placeholder"
 TIMEOUT = 3.0
-PR_SET_DUMPABLE, PR_GET_SECCOMP, PR_GET_NO_NEW_PRIVS = 4, 21, 39
+PR_GET_SECCOMP, PR_GET_NO_NEW_PRIVS = 21, 39
 GVISOR_VERSION = "Linux version 4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016"  # what gVisor's kernel reports
 SYSTEM_DIRS = ("/bin", "/sbin", "/usr", "/lib", "/etc", "/opt")
 ALLOWED_MOUNTS = ("/", "/proc", "/dev", "/sys", "/tmp", "/home/agent", "/etc/hosts", "/etc/hostname",
@@ -392,15 +392,14 @@ CHECKS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
 }
 
 
-def seal() -> str:
-    """The controller's nonce, which only this probe echoes; not dumpable already when run as a
-    script (see the top), so no other process of this uid reads it from here on."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+def take_nonce() -> str:
+    """The controller's nonce, which only this probe echoes; out of the environment, so no child
+    inherits it (the process is not dumpable since its first statement, see the top)."""
     return os.environ.pop("AGENTFLEET_PROBE_NONCE", "")
 
 
 def main(argv: list[str]) -> int:
-    nonce = seal()
+    nonce = take_nonce()
     spec = json.loads(argv[0])
     rows = []
     for name in spec.get("checks") or list(CHECKS):

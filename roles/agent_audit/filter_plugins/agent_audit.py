@@ -155,7 +155,8 @@ def agent_audit_breaches(reports: list[dict[str, Any]]) -> list[str]:
 
 
 def _printable(text: str) -> str:
-    """Control and format characters escaped: what a probe saw may come from an agent's files."""
+    """Control and format characters escaped: what a probe saw may come from an agent's files.
+    The runtime's untrusted.printable, restated: a filter plugin does not import the agent image's code."""
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 

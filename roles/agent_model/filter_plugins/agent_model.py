@@ -34,7 +34,7 @@ PROJECT_KEYS = frozenset(("name", "source", "branch", "gid", "workers"))
 # A branch name git accepts that can never be read as an option or a path out of refs/heads/.
 BRANCH = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}(?<![./])$")
 # A path on the host, or a URL git fetches from (https, ssh, git, or scp-like user@host:path).
-SOURCE = re.compile(r"^(/[^\s]*|(https|ssh|git)://[^\s]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$")
+SOURCE = re.compile(r"^(/[^\s]*|(https|ssh|git)://[^\s]+|[A-Za-z0-9][A-Za-z0-9._-]*@[A-Za-z0-9][A-Za-z0-9.-]*:[^\s]+)$")
 
 
 def _label(index: int, agent: Any) -> str:
