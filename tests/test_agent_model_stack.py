@@ -52,9 +52,23 @@ def test_paths_of_the_seed_stack(paths: dict[str, dict[str, Any]], path: str) ->
     assert (entry["read"], entry["write"]) == (readers.split(), writers.split())
 
 
-def test_workers_get_no_inbox_of_the_orchestrator_or_monitor(paths: dict[str, dict[str, Any]]) -> None:
+def test_the_monitor_gets_no_inbox_and_only_the_orchestrator_writes_its_own(paths: dict[str, dict[str, Any]]) -> None:
     inboxes = sorted(path for path in paths if path.startswith("/srv/agentfleet/inbox/"))
-    assert inboxes == ["/srv/agentfleet/inbox/anga", "/srv/agentfleet/inbox/fabien", "/srv/agentfleet/inbox/marie"]
+    assert inboxes == ["/srv/agentfleet/inbox/anga", "/srv/agentfleet/inbox/fabien", "/srv/agentfleet/inbox/marie",
+                       "/srv/agentfleet/inbox/orchestrator"]
+    goals = paths["/srv/agentfleet/inbox/orchestrator"]  # goals: from people, through the host's agentctl
+    assert (goals["owner_name"], goals["group_name"], goals["mode"], goals["write"]) == (
+        "agent-orchestrator", "agent-orchestrator", "0750", ["orchestrator"])
+
+
+def test_the_integration_repository_is_written_by_the_orchestrator_and_read_by_the_project() -> None:
+    stack = agent_model_stack(model(projects=[{"name": "shop", "source": "/srv/git/shop.git", "gid": 10950,
+                                               "workers": ["marie"]}]))
+    entry = next(p for p in stack["paths"] if p["path"] == "/srv/agentfleet/integration/shop")
+    assert (entry["owner_name"], entry["group_name"], entry["mode"]) == ("agent-orchestrator", "agentfleet-project-shop", "0750")
+    assert (entry["read"], entry["write"]) == (["marie", "orchestrator"], ["orchestrator"])
+    assert stack["projects"][0]["publish"] == "approve"
+    assert stack["projects"][0]["publish_branch"] == "agentfleet/{goal}"
 
 
 def test_accounts_have_no_login_and_only_observers_read_results() -> None:
@@ -113,7 +127,9 @@ def test_a_project_mirror_is_readable_by_its_workers_and_the_dispatcher_only() -
     members = sorted(user["name"] for user in stack["users"] if "agentfleet-project-shop" in user["groups"])
     assert members == ["agent-marie", "agent-orchestrator"]
     assert stack["projects"] == [{"name": "shop", "source": "https://git.example.invalid/shop.git", "branch": "main",
-                                  "mirror": "/srv/agentfleet/projects/shop", "readers": ["marie", "orchestrator"]}]
+                                  "publish": "approve", "publish_branch": "agentfleet/{goal}",
+                                  "mirror": "/srv/agentfleet/projects/shop", "integration": "/srv/agentfleet/integration/shop",
+                                  "readers": ["marie", "orchestrator"]}]
     everyone = agent_model_stack(model(projects=[{**project, "workers": []}]))["projects"][0]["readers"]
     assert everyone == ["anga", "fabien", "marie", "orchestrator"]  # default: every agent that receives tasks
 

@@ -126,7 +126,7 @@ def test_uids_come_from_the_model(compose: dict[str, Any]) -> None:
     assert compose["services"]["marie"]["user"] == "10001:10001"
     assert compose["services"]["monitor"]["group_add"] == ["10901", "10900"]
     assert compose["services"]["monitor"]["command"] == ["monitor"]
-    assert compose["services"]["orchestrator"]["command"] == ["idle"]
+    assert compose["services"]["orchestrator"]["command"] == ["worker"]  # goals come to its inbox
 
 
 BAD = [

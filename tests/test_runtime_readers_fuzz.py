@@ -162,17 +162,26 @@ def within(kind: str, limit: float, call: Callable[[], T]) -> T:
 
 
 def bounded(kind: str, root: Path, call: Callable[[Path], T]) -> T:
-    """call(root), timed; then call on a copy of the tree under tracemalloc, for its peak allocation."""
-    spare = Path(tempfile.mkdtemp(dir=root.parent))
+    """call(root), timed; then call on a copy of the tree under tracemalloc, for its peak allocation
+    beyond what the same call costs on the tree's directories without their files (the command's
+    own start-up, such as its argument parser)."""
+    spare, empty = Path(tempfile.mkdtemp(dir=root.parent)), Path(tempfile.mkdtemp(dir=root.parent))
     shutil.copytree(root, spare, dirs_exist_ok=True)
+    shutil.copytree(root, empty, dirs_exist_ok=True, ignore=lambda folder, names: [
+        name for name in names if not (Path(folder) / name).is_dir() or (Path(folder) / name).is_symlink()])
     try:
         outcome = within(kind, LIMIT, lambda: call(root))
-        tracemalloc.start()
-        within(kind, 10 * LIMIT, lambda: call(spare))
-        peak = tracemalloc.get_traced_memory()[1]
+        peaks = []
+        for tree in (empty, spare):
+            tracemalloc.start()
+            within(kind, 10 * LIMIT, lambda: call(tree))
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
     finally:
         tracemalloc.stop()
         shutil.rmtree(spare)
+        shutil.rmtree(empty)
+    peak = peaks[1] - peaks[0]
     assert peak < FACTOR * MAX_BYTES[kind], f"a {kind} reader allocated {peak / MAX_BYTES[kind]:.1f} x its cap"
     return outcome
 

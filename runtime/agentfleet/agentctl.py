@@ -1,4 +1,5 @@
-"""agentctl: submit tasks, show the fleet's status, list, show and wait for results.
+"""agentctl: submit tasks and goals, show the fleet's status, results, goals and proposals,
+integrate a proposal (the orchestrator), publish or reject a goal (root on the host).
 
 Runs in the orchestrator's container or on the host (as root or agent-orchestrator), against
 the tree at --root (default $AGENTFLEET_ROOT, else /srv/agentfleet).
@@ -15,17 +16,46 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import schema
+from . import goals, schema
 from .fleet import Fleet, table as fleet_table
 from .gateway_usage import usage_table
-from .untrusted import NAME, printable
+from .proposals import git, has_commit, trusting
+from .team import integrate, share_base
+from .untrusted import NAME, Refused, printable
+
+DISPATCHER = os.environ.get("AGENTFLEET_DISPATCHER", "")
+
+
+def caller_dir() -> Path:
+    """Where agentctl was called (the image's wrapper changes to / before python starts)."""
+    return Path(os.environ.get("AGENTFLEET_CALLER_DIR") or os.getcwd())
+
+
+def resolve_base(fleet: Fleet, project: str, base: str | None) -> str:
+    """base, or the head of the project's branch in its mirror."""
+    if base is not None:
+        return base
+    branch = json.loads(os.environ.get("AGENTFLEET_BRANCHES", "{}")).get(project, "main")
+    mirror = fleet.root / "projects" / project
+    with trusting(mirror) as settings:
+        try:
+            return git(mirror, "rev-parse", "--verify", f"refs/heads/{branch}^{{commit}}", settings=settings).strip()
+        except Refused as problem:
+            raise SystemExit(f"agentctl: --project {printable(project)}: no branch {branch} in {mirror}: {problem}") from None
 
 
 def submit(fleet: Fleet, prompt: str, worker: str | None, project: dict[str, str] | None = None) -> tuple[str, str]:
-    """Write a task atomically into a worker's inbox; the least busy fresh worker when none is named."""
-    beats = fleet.heartbeats()
+    """Write a task atomically into a worker's inbox; the least busy fresh worker when none is named.
+
+    From inside a goal (AGENTFLEET_GOAL) the task is marked with it, and a base the mirror lacks
+    (a commit of the goal's checkout, the working directory) is shared through the integration
+    repository first."""
+    beats, goal = fleet.heartbeats(), os.environ.get("AGENTFLEET_GOAL")
+    if goal and worker == DISPATCHER:
+        raise SystemExit("agentctl: a goal cannot start another goal; delegate to a worker")
     if worker is None:
-        live = [name for name in fleet.workers() if name in beats and not fleet.is_stale(beats[name])]
+        live = [name for name in fleet.workers() if name in beats and not fleet.is_stale(beats[name])
+                and name != DISPATCHER]
         if not live:
             raise SystemExit("agentctl: no worker has a fresh heartbeat; name one with --to")
         worker = min(live, key=lambda name: (len(fleet.pending(name)) + (beats[name]["status"] == "busy"), name))
@@ -34,10 +64,19 @@ def submit(fleet: Fleet, prompt: str, worker: str | None, project: dict[str, str
         raise SystemExit(f"agentctl: --to {printable(worker)}: no such worker (no {printable(str(inbox))})")
     ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
     task = {"id": ident, "prompt": prompt, "submitted": time.time(),
-            "submitted_by": os.environ.get("USER", "agentctl")[:64], **(project or {})}
+            "submitted_by": os.environ.get("USER", "agentctl")[:64], **(project or {}), **({"goal": goal} if goal else {})}
     errors = schema.errors(task, schema.load("task"))
     if errors:
         raise SystemExit("agentctl: " + "; ".join(errors))
+    if goal and project:
+        mirror = fleet.root / "projects" / project["project"]
+        with trusting(mirror) as settings:
+            if not has_commit(mirror, project["base"], settings):
+                try:
+                    share_base(fleet.root / "integration" / project["project"], caller_dir(), project["base"], ident)
+                except Refused as problem:
+                    raise SystemExit(f"agentctl: --base {project['base'][:12]} is in neither the mirror nor this "
+                                     f"checkout: {problem}") from None
     schema.write_atomic(inbox / f"{ident}.json", task, replace=False)
     return worker, ident
 
@@ -78,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     send = commands.add_parser("submit", help="send a task; prints worker and task id")
     send.add_argument("--to", help="worker name (default: the least busy worker with a fresh heartbeat)")
     send.add_argument("--wait", type=float, metavar="SECONDS", help="wait for the result and print it")
-    send.add_argument("--project", help="run in a checkout of this project of the worker's; needs --base")
-    send.add_argument("--base", help="the commit (40 hex digits) the checkout starts from")
+    send.add_argument("--project", help="run in a checkout of this project of the worker's (a goal, sent to the orchestrator)")
+    send.add_argument("--base", help="the commit (40 hex digits) the checkout starts from (default: the project's branch)")
     send.add_argument("prompt")
     commands.add_parser("status", help="agents from their heartbeats; stale ones marked STALE")
     commands.add_parser("usage", help="model API requests per agent, from the gateway's log (the monitor's report)")
@@ -90,6 +129,23 @@ def main(argv: list[str] | None = None) -> int:
     waiting = commands.add_parser("wait", help="wait for a result, print it; exit 1 unless ok")
     waiting.add_argument("id")
     waiting.add_argument("--timeout", type=float, default=600)
+    commands.add_parser("goals", help="the goals sent to the orchestrator, their tasks and publication")
+    differ = commands.add_parser("diff", help="a task's or goal's proposal as a diff against its base")
+    differ.add_argument("id")
+    merging = commands.add_parser("integrate", help="(orchestrator) import a proposal and merge it into --repo")
+    merging.add_argument("id")
+    merging.add_argument("--repo", type=Path, help="the goal's checkout (default: here)")
+    for verb, text in (("publish", "(root, host) push a goal's branch to its project"),
+                       ("accept", "(root, host) the same as publish: a person accepts the goal"),
+                       ("reject", "(root, host) record that a person rejected a goal; it is never published")):
+        deciding = commands.add_parser(verb, help=text)
+        deciding.add_argument("id")
+        if verb == "reject":
+            deciding.add_argument("--reason", default="")
+    refreshing = commands.add_parser("refresh", help="(root, host) fetch a project's source into its mirror now")
+    refreshing.add_argument("project")
+    commands.add_parser("publish-completed", help="(root, host) publish every finished goal of the projects set "
+                        "to publish: on_completion")
     args = parser.parse_args(argv)
     fleet = Fleet.from_env(args.root)
     try:
@@ -99,10 +155,61 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(fleet: Fleet, args: argparse.Namespace) -> int:
+    try:
+        return run_goal_command(fleet, args)
+    except Refused as problem:
+        raise SystemExit(f"agentctl {args.command}: {printable(str(problem))}") from None
+
+
+def run_goal_command(fleet: Fleet, args: argparse.Namespace) -> int:
+    state = os.environ.get("AGENTFLEET_PUBLISH_STATE")
+    if args.command == "goals":
+        print(fleet_table(goals.goal_rows(fleet, DISPATCHER, Path(state) if state else None)))
+        return 0
+    if args.command == "diff":
+        project = ((fleet.find(args.id) or {}).get("task") or {}).get("project", "")
+        sources = [fleet.root / "projects" / project, fleet.root / "integration" / project] if project else []
+        sys.stdout.write(goals.diff(fleet, args.id, sources))
+        return 0
+    if args.command == "integrate":
+        print(integrate(fleet, args.repo or caller_dir(), args.id, os.environ.get("AGENTFLEET_NAME", DISPATCHER or "agentctl")))
+        return 0
+    if args.command in ("publish", "accept", "reject"):
+        config = goals.load_config(os.environ.get("AGENTFLEET_PUBLISH_CONFIG"))
+        action = "rejected" if args.command == "reject" else "published"
+        record = goals.publish(fleet, config, args.id, action, getattr(args, "reason", ""))
+        print(json.dumps(record, sort_keys=True))
+        return 0
+    if args.command == "refresh":
+        print(goals.refresh(goals.load_config(os.environ.get("AGENTFLEET_PUBLISH_CONFIG")), args.project))
+        return 0
+    if args.command == "publish-completed":
+        return publish_completed(fleet, goals.load_config(os.environ.get("AGENTFLEET_PUBLISH_CONFIG")))
+    return run_task_command(fleet, args)
+
+
+def publish_completed(fleet: Fleet, config: dict[str, Any]) -> int:
+    """Publish each finished goal of an on_completion project not published or rejected yet."""
+    failed = 0
+    for item in fleet.results(config["dispatcher"]):
+        project = config["projects"].get(item.get("project", ""), {})
+        if project.get("publish") != "on_completion" or item["status"] != "ok" or not item["proposal"]:
+            continue
+        if goals.read_record(Path(config["state"]), item["id"]) is not None:
+            continue
+        try:
+            print(json.dumps(goals.publish(fleet, config, item["id"]), sort_keys=True))
+        except Refused as problem:
+            failed += 1
+            print(f"agentctl: goal {item['id']}: {printable(str(problem))}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_task_command(fleet: Fleet, args: argparse.Namespace) -> int:
     if args.command == "submit":
-        if (args.project is None) != (args.base is None):
-            raise SystemExit("agentctl: --project and --base go together")
-        project = {"project": args.project, "base": args.base} if args.project else None
+        if args.base is not None and args.project is None:
+            raise SystemExit("agentctl: --base needs --project")
+        project = {"project": args.project, "base": resolve_base(fleet, args.project, args.base)} if args.project else None
         worker, ident = submit(fleet, args.prompt, args.to, project)
         print(f"{worker} {ident}")
         if args.wait is None:
@@ -126,6 +233,9 @@ def run(fleet: Fleet, args: argparse.Namespace) -> int:
         if found is None:
             raise SystemExit(f"agentctl: no result for {args.id}")
         result = found
+        if fleet.dispatcher_of(args.id) == DISPATCHER and DISPATCHER:
+            state = os.environ.get("AGENTFLEET_PUBLISH_STATE")
+            result = goals.show_goal(fleet, found, Path(state) if state else None)
     else:
         result = wait(fleet, args.id, args.timeout)
     # ensure_ascii: every control character in a field is printed as an escape, never raw.

@@ -38,12 +38,13 @@ class Backend:
             raise ValueError("backend.argv: the command backend needs an argv list")
         return backend
 
-    def command(self, task: dict[str, Any], workspace: str) -> list[str]:
+    def command(self, task: dict[str, Any], workspace: str, role_prompt: str = "") -> list[str]:
         if self.type == "command":
             values = {"{prompt}": task["prompt"], "{task_id}": task["id"], "{workspace}": workspace}
             return [_fill(part, values) for part in self.argv]
         if self.type == "claude":
             argv = ["claude", "-p", task["prompt"], "--output-format", "json", "--max-turns", str(self.max_turns)]
+            argv += ["--append-system-prompt", role_prompt] if role_prompt else []
             return argv + (["--model", self.model] if self.model else []) + self.extra_args
         return [sys.executable, "-m", "agentfleet.ollama", self.ollama_url, self.model, task["prompt"]]
 

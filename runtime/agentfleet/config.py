@@ -25,6 +25,10 @@ class Config:
     project: str = "agentfleet"
     # The projects this worker may check out: name -> its read-only mirror (inside the container).
     projects: dict[str, Path] = field(default_factory=dict)
+    # The dispatcher's team (name, role, description, projects per worker), from the model; a
+    # dispatcher runs each task as a goal with the role prompt made from it.
+    team: list[dict[str, object]] = field(default_factory=list)
+    dispatches: bool = False
 
     @property
     def inbox(self) -> Path:
@@ -33,6 +37,10 @@ class Config:
     @property
     def results(self) -> Path:
         return self.root / "results" / self.name
+
+    def integration(self, project: str) -> Path:
+        """The dispatcher's integration repository of a project (read-only for its workers)."""
+        return self.root / "integration" / project
 
     @property
     def heartbeat(self) -> Path:
@@ -56,4 +64,5 @@ class Config:
             poll_only=env.get("AGENTFLEET_POLL_ONLY", "") == "1",
             docker_api=env.get("AGENTFLEET_DOCKER_API", ""), project=env.get("AGENTFLEET_PROJECT", "agentfleet"),
             projects={name: Path(path) for name, path in json.loads(env.get("AGENTFLEET_PROJECTS", "{}")).items()},
+            team=json.loads(env.get("AGENTFLEET_TEAM", "[]")), dispatches=env.get("AGENTFLEET_DISPATCHES", "") == "1",
         )

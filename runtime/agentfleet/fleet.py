@@ -122,7 +122,10 @@ class Fleet:
             for entry in self.result_names(name):
                 document = self.result(name, entry)
                 if document is not None:
-                    found.append({key: document[key] for key in SUMMARY})
+                    task = document.get("task") or {}
+                    found.append({**{key: document[key] for key in SUMMARY},
+                                  **{key: task[key] for key in ("goal", "project") if key in task},
+                                  "proposal": "proposal" in document})
         return sorted(found, key=lambda result: float(result["finished"]))
 
     def find(self, ident: str) -> dict[str, Any] | None:
@@ -136,6 +139,10 @@ class Fleet:
                     return None
                 return self.result(worker, f"{ident}.json")
         return None
+
+    def dispatcher_of(self, ident: str) -> str | None:
+        """The agent whose inbox holds task ident (its result can only come from there)."""
+        return next((w for w in sorted(self.agents) if os.path.lexists(self.root / "inbox" / w / f"{ident}.json")), None)
 
     def usage_report(self) -> dict[str, Any] | None:
         """The monitor's gateway usage report: only the model's monitor writes it."""

@@ -4,8 +4,8 @@ The worker side (`propose`) commits what the backend left uncommitted, in the ag
 writes <id>.bundle (exactly the commits base..HEAD under one ref) and <id>.proposal.json (the
 manifest) into its own results directory. The trusted side (`import_proposal`) never runs
 anything from the proposal: git runs with no system or global configuration and no hooks, the
-bundle is checked for size and for its one ref, fetched into refs/proposals/<worker>/<id> of the
-integration repository (with fsck where git applies it), and its history and tree are checked:
+bundle is checked for size and for its one ref, its objects are fsck'ed into the integration
+repository and its head set as refs/proposals/<worker>/<id>, and its history and tree are checked:
 built on the base, no .git directory, no submodule, no symlink that leaves the checkout, no file
 over a size cap. Anything else is refused with a reason.
 """
@@ -16,6 +16,8 @@ import os
 import posixpath
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,27 +37,49 @@ class Caps:
     files: int = 50_000
 
 
-def git(repo: Path, *args: str, stdin: bytes | None = None, timeout: float = 120, settings: Path | None = None) -> str:
+def git(repo: Path, *args: str, stdin: bytes | None = None, timeout: float = 120, settings: Path | None = None,
+        ssh: str | None = None) -> str:
     """git in repo, isolated from every configuration but the repository's own (and settings, as
-    the global file: git 2.39 takes safe.directory from nowhere else) and from hooks."""
+    the global file: git 2.39 takes safe.directory from nowhere else) and from hooks. Only local
+    paths are reachable, unless ssh (a GIT_SSH_COMMAND, "" for none: the host publishing) opens the network."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_CONFIG_GLOBAL": str(settings or "/dev/null"), "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    network = ["-c", "protocol.allow=user"] if ssh is not None else ["-c", "protocol.allow=never"]
+    env |= {"GIT_SSH_COMMAND": ssh or "ssh", "GIT_PROTOCOL_FROM_USER": "1"} if ssh is not None else {}
     command = ["git", "-C", str(repo), "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "gc.auto=0",
-               "-c", "maintenance.auto=false",
-               "-c", "protocol.allow=never", "-c", "protocol.file.allow=always", *args]
+               "-c", "maintenance.auto=false", *network, "-c", "protocol.file.allow=always", *args]
     done = subprocess.run(command, input=stdin, capture_output=True, env=env, timeout=timeout, check=False)
     if done.returncode != 0:
         raise Refused(f"git {args[0]}: {done.stderr.decode('utf-8', 'replace').strip()[:300]}")
     return done.stdout.decode("utf-8", "replace")
 
 
-def clone(mirror: Path, target: Path, branch: str, base: str) -> None:
-    """A checkout of base from a mirror another account owns (the host's, mounted read-only)."""
+@contextmanager
+def trusting(*repositories: Path) -> Iterator[Path]:
+    """A settings file that lets git read repositories another account owns (safe.directory)."""
     with tempfile.NamedTemporaryFile("w", prefix="agentfleet-git-", suffix=".conf") as settings:
-        settings.write(f"[safe]\n\tdirectory = {mirror}\n\tdirectory = {mirror}/.git\n")
+        settings.write("[safe]\n" + "".join(f"\tdirectory = {path}\n\tdirectory = {path}/.git\n" for path in repositories))
         settings.flush()
-        git(target.parent, "clone", "--quiet", "--no-checkout", str(mirror), target.name, settings=Path(settings.name))
+        yield Path(settings.name)
+
+
+def clone(mirror: Path, target: Path, branch: str, base: str, shared: tuple[Path, str] | None = None) -> None:
+    """A checkout of base from a mirror another account owns (the host's, mounted read-only); a
+    base the mirror lacks is fetched from shared (the integration repository and its ref)."""
+    with trusting(mirror, *([shared[0]] if shared else [])) as settings:
+        git(target.parent, "clone", "--quiet", "--no-checkout", str(mirror), target.name, settings=settings)
+        if shared and not has_commit(target, base) and (shared[0] / "HEAD").exists():
+            git(target, "fetch", "--quiet", "--no-tags", str(shared[0]), f"+{shared[1]}:refs/agentfleet/base",
+                settings=settings)
     git(target, "checkout", "--quiet", "-B", branch, base)
+
+
+def has_commit(repo: Path, commit: str, settings: Path | None = None) -> bool:
+    try:
+        git(repo, "cat-file", "-e", f"{commit}^{{commit}}", settings=settings)
+    except Refused:
+        return False
+    return True
 
 
 def propose(checkout: Path, base: str, agent: str, ident: str, summary: str, out: Path) -> dict[str, Any]:
@@ -110,9 +134,12 @@ def import_proposal(bundle: Path, owner: int | None, repo: Path, worker: str, id
             raise Refused(f"the bundle carries {sorted(name for _, name in heads)[:5]}, not exactly {REF}")
         git(repo, "bundle", "verify", "--quiet", str(scratch))
         target = f"refs/proposals/{worker}/{ident}"
-        git(repo, "-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true", "fetch", "--quiet",
-            "--no-tags", "--no-write-fetch-head", str(scratch), f"+{REF}:{target}")
         head = heads[0][0]
+        # Not `git fetch`: git before 2.46 does not fsck what it takes from a bundle. index-pack
+        # --strict checks every object of the pack (the bytes after the header) before any ref moves.
+        pack = data.partition(b"\n\n")[2]
+        git(repo, "index-pack", "--stdin", "--fix-thin", "--strict", stdin=pack)
+        git(repo, "update-ref", target, head)
         try:
             _check_history(repo, base, head)
             _check_tree(repo, head, caps)
@@ -142,7 +169,7 @@ def _check_tree(repo: Path, head: str, caps: Caps) -> None:
     for entry in filter(None, entries):
         meta, _, path = entry.partition("\t")
         mode, kind, blob, size = meta.split()
-        # git 2.39 does not fsck what it fetches from a bundle: the checks a checkout relies on are here.
+        # index-pack's fsck checks objects, not paths a checkout would write: those checks are here.
         if any(part.lower().rstrip(" .") in (".git", "git~1") for part in path.split("/")):
             raise Refused(f"{path[:200]!r} is inside a .git directory")
         if kind == "commit":

@@ -17,6 +17,7 @@ from .config import Config
 from .events import emit
 from .proposals import clone, propose
 from .tasks import read_task, task_id
+from .team import role_prompt
 from .untrusted import Refused
 from .watch import Watcher
 
@@ -117,7 +118,10 @@ class Worker:
             checkout = self.checkout(task)
         except Refused as problem:
             return "rejected", "", f"project {task['project']}: {problem}"
-        outcome = self.run_backend(task, checkout)
+        prompt = ""
+        if self.config.dispatches:  # the task is a goal: the orchestrator plans and integrates it here
+            prompt = role_prompt(self.config.name, task["id"], task["project"], task["base"], self.config.team)
+        outcome = self.run_backend(task, checkout, prompt)
         if outcome[0] != HANDBACK:
             try:
                 propose(checkout, task["base"], self.config.name, task["id"], outcome[1], self.config.results)
@@ -133,15 +137,18 @@ class Worker:
         target: Path = self.config.workspace / "checkouts" / str(task["id"])
         if not (target / ".git").is_dir():
             target.parent.mkdir(exist_ok=True)
-            clone(mirror, target, f"agentfleet/{task['id']}", task["base"])
+            shared = (self.config.integration(task["project"]), f"refs/heads/task/{task['id']}")
+            clone(mirror, target, f"agentfleet/{task['id']}", task["base"], shared)
         return target
 
-    def run_backend(self, task: dict[str, Any], workspace: Path) -> tuple[str, str, str]:
+    def run_backend(self, task: dict[str, Any], workspace: Path, prompt: str = "") -> tuple[str, str, str]:
         backend = self.config.backend
-        argv = backend.command(task, str(workspace))
+        argv = backend.command(task, str(workspace), prompt)
+        # A goal's id and role prompt reach agentctl and any backend through the environment.
+        env = {**os.environ, "AGENTFLEET_GOAL": task["id"], "AGENTFLEET_ROLE_PROMPT": prompt} if prompt else None
         try:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True, start_new_session=True,
+                                       text=True, start_new_session=True, env=env,
                                        cwd=workspace if workspace.is_dir() else None)
         except OSError as error:
             return "failed", "", f"cannot start {argv[0]}: {error.strerror}"

@@ -1,8 +1,10 @@
 """A test endpoint that speaks enough of the Anthropic Messages API for the real Claude Code CLI.
 
 It answers every POST /v1/messages with one text block (streamed when asked) and records each
-request's credentials and prompt; GET /_seen returns the record. A prompt 'ATTACK [commands]'
-scripts the model instead: Claude Code runs each command with its Bash tool. Test use only.
+request's credentials and prompt; GET /_seen returns the record. A prompt 'ATTACK [steps]' or
+'SCRIPT [steps]' scripts the model instead: Claude Code runs each step, one per turn: a string
+with its Bash tool, {"tool": NAME, "input": {...}} with that tool; "{cwd}" in a step stands for
+the working directory the CLI reports in its system prompt. Test use only.
 
 Usage: messages_api.py PORT [CERT KEY IMPOSTER_CERT IMPOSTER_KEY SWITCH]: with certificates it
 speaks TLS, and while the file SWITCH exists it presents the imposter certificate instead (one
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,22 +43,35 @@ def texts(content: Any) -> list[str]:
     return [str(part.get("text", "")) for part in content or [] if isinstance(part, dict) and part.get("type") == "text"]
 
 
+def working_directory(request: dict[str, Any]) -> str:
+    system = request.get("system", "")
+    text = system if isinstance(system, str) else " ".join(texts(system))
+    found = re.search(r"Working directory: (\S+)", text)
+    return found.group(1) if found else "{cwd}"
+
+
 def scripted_turn(request: dict[str, Any]) -> dict[str, Any] | None:
-    """A task prompt 'ATTACK ["cmd", ...]' makes the model run each command with the Bash tool,
-    one per turn, then answer 'RESULTS [outputs]'; None for every other request."""
+    """The next step of a task prompt 'ATTACK [steps]' or 'SCRIPT [steps]' as a tool_use, then
+    'RESULTS [outputs]' once every step ran; None for every other request."""
     messages = request.get("messages", [])
     script = next((text for message in messages if message.get("role") == "user"
-                   for text in texts(message.get("content")) if text.startswith("ATTACK [")), None)
-    if script is None or "Bash" not in [tool.get("name") for tool in request.get("tools", [])]:
+                   for text in texts(message.get("content")) if text.startswith(("ATTACK [", "SCRIPT ["))), None)
+    if script is None:
         return None
-    commands = json.loads(script.removeprefix("ATTACK "))
+    steps = json.loads(script[len("ATTACK "):])
     outputs = [" ".join(texts(part.get("content"))) if not isinstance(part.get("content"), str) else part["content"]
                for message in messages if isinstance(message.get("content"), list)
                for part in message["content"] if isinstance(part, dict) and part.get("type") == "tool_result"]
-    if len(outputs) < len(commands):
-        return {"type": "tool_use", "id": f"toolu_agentfleet_{len(outputs)}", "name": "Bash",
-                "input": {"command": commands[len(outputs)], "description": "agentfleet attack"}}
-    return {"type": "text", "text": "RESULTS " + json.dumps(outputs)}
+    if len(outputs) >= len(steps):
+        return {"type": "text", "text": "RESULTS " + json.dumps(outputs)}
+    step = steps[len(outputs)]
+    if isinstance(step, str):
+        step = {"tool": "Bash", "input": {"command": step, "description": "agentfleet step", "timeout": 600000}}
+    if step["tool"] not in [tool.get("name") for tool in request.get("tools", [])]:
+        return None
+    cwd = working_directory(request)
+    tool_input = json.loads(json.dumps(step["input"]).replace("{cwd}", cwd))
+    return {"type": "tool_use", "id": f"toolu_agentfleet_{len(outputs)}", "name": step["tool"], "input": tool_input}
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -12,8 +12,8 @@ import testinfra.host
 testinfra_hosts = ["ansible://agentfleet_hosts"]
 MIRROR = "/srv/agentfleet/projects/shop"
 INSIDE = "/agentfleet/projects/shop"
-READERS = ("lea", "marie", "orchestrator")
-OTHERS = ("anga", "fabien", "monitor", "olga")
+READERS = ("anga", "lea", "marie", "orchestrator")
+OTHERS = ("fabien", "monitor", "olga")
 IMPORT = """
 import sys
 sys.path.insert(0, "/opt/agentfleet/runtime")
@@ -38,7 +38,7 @@ def test_the_mirror_is_the_projects_and_only_its_group_may_read_it(host: testinf
     assert (mirror.user, mirror.group, mirror.mode) == ("root", "agentfleet-project-shop", 0o750)
     assert base(host) == host.check_output("git -C /opt/agentfleet-test/shop.git rev-parse refs/heads/main").strip()
     members = host.check_output("getent group agentfleet-project-shop").split(":")[3].split(",")
-    assert sorted(members) == ["agent-lea", "agent-marie", "agent-orchestrator"]
+    assert sorted(members) == ["agent-anga", "agent-lea", "agent-marie", "agent-orchestrator"]
 
 
 def test_the_mirror_is_mounted_read_only_into_its_readers_and_nowhere_else(host: testinfra.host.Host) -> None:
@@ -87,6 +87,6 @@ def test_a_worker_cannot_write_or_push_to_the_mirror(host: testinfra.host.Host) 
 
 
 def test_a_worker_outside_the_project_has_no_checkout_of_it(host: testinfra.host.Host) -> None:
-    submitted = host.run(f"agentctl submit --to anga --project shop --base {base(host)} --wait 60 'look around'")
+    submitted = host.run(f"agentctl submit --to fabien --project shop --base {base(host)} --wait 60 'look around'")
     result = json.loads(submitted.stdout.split("\n", 1)[1])
     assert result["status"] == "rejected" and "not one of this worker's projects []" in result["reason"], result

@@ -30,7 +30,9 @@ RESERVED_ROOTS = frozenset(["/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib
                             "/run", "/sbin", "/sys", "/tmp", "/usr", "/var"])
 ROOT_UID = 0
 Model = dict[str, Any]
-PROJECT_KEYS = frozenset(("name", "source", "branch", "gid", "workers"))
+PROJECT_KEYS = frozenset(("name", "source", "branch", "gid", "workers", "publish", "publish_branch"))
+# approve: a person runs agentctl publish GOAL; on_completion: the host publishes each finished goal; never.
+PUBLISH = ("approve", "on_completion", "never")
 # A branch name git accepts that can never be read as an option or a path out of refs/heads/.
 BRANCH = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}(?<![./])$")
 # A path on the host, or a URL git fetches from (https, ssh, git, or scp-like user@host:path).
@@ -186,6 +188,11 @@ def _project_errors(index: int, project: Any, model: Model) -> list[str]:
     if not isinstance(branch, str) or not BRANCH.match(branch):
         errors.append(f"{label}.branch: {branch!r} is not a branch name")
     errors += _id_errors(f"{label}.gid", project.get("gid"), model["uid_floor"])
+    if project.get("publish", "approve") not in PUBLISH:
+        errors.append(f"{label}.publish: {project.get('publish')!r} is not one of {list(PUBLISH)}")
+    target = project.get("publish_branch", "agentfleet/{goal}")
+    if not isinstance(target, str) or not BRANCH.match(target.replace("{goal}", "g")) or target.count("{") != target.count("{goal}"):
+        errors.append(f"{label}.publish_branch: {target!r} is not a branch name ({{goal}} stands for the goal's id)")
     names = {agent.get("name") for agent in model["agents"] if isinstance(agent, dict)}
     workers = project.get("workers", [])
     if not isinstance(workers, list) or not all(isinstance(name, str) for name in workers):
@@ -331,10 +338,16 @@ def _paths(model: Model, agents: list[dict[str, Any]], accounts: dict[str, list[
             paths.append(_entry(f"{root}/{category}/{name}", own, group[account[name]], "0700", category, [name], [name]))
     if model.get("projects"):
         paths.append(_entry(f"{root}/projects", root_id, ("root", ROOT_UID), "0755", "projects", names, []))
+    if model.get("projects") and dispatcher:
+        paths.append(_entry(f"{root}/integration", root_id, ("root", ROOT_UID), "0755", "integration", names, []))
     for project in model.get("projects", []):
+        readers, project_group = _project_readers(model, project, agents), group[f"agentfleet-project-{project['name']}"]
         # The host's mirror, written by root only (role agent_projects); its readers clone from it.
-        paths.append(_entry(f"{root}/projects/{project['name']}", root_id, group[f"agentfleet-project-{project['name']}"],
-                            "0750", "project", _project_readers(model, project, agents), []))
+        paths.append(_entry(f"{root}/projects/{project['name']}", root_id, project_group, "0750", "project", readers, []))
+        if dispatcher:
+            # The dispatcher's shared integration repository: the bases of follow-up tasks.
+            paths.append(_entry(f"{root}/integration/{project['name']}", dispatch_owner, project_group, "0750",
+                                "integration", readers, dispatchers))
     for service in model["services"]:
         account_name = f"agentfleet-{service['name']}"
         paths.append(_entry(f"{root}/services/{service['name']}", user[account_name], group[account_name], "0700",
@@ -353,7 +366,9 @@ def agent_model_stack(model: Model) -> dict[str, Any]:
         item.pop("owner", None)
     root = model["root"]
     projects = [{"name": p["name"], "source": p["source"], "branch": p.get("branch", "main"),
-                 "mirror": f"{root}/projects/{p['name']}", "readers": _project_readers(model, p, agents)}
+                 "publish": p.get("publish", "approve"), "publish_branch": p.get("publish_branch", "agentfleet/{goal}"),
+                 "mirror": f"{root}/projects/{p['name']}", "integration": f"{root}/integration/{p['name']}",
+                 "readers": _project_readers(model, p, agents)}
                 for p in model.get("projects", [])]
     return {"root": root, "agents": agents, "services": model["services"], "projects": projects, **accounts,
             "paths": _paths(model, agents, accounts), "per_name_dirs": [f"{root}/{c}" for c in PER_NAME],

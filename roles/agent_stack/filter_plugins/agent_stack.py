@@ -65,9 +65,21 @@ def agent_stack_fleet_env(stack: dict[str, Any]) -> dict[str, str]:
     and who owns it: every agent's uid, and which agent writes the usage report."""
     uids = {user["name"]: user["uid"] for user in stack["users"]}
     archivers = [agent["name"] for agent in stack["agents"] if agent["capabilities"]["archives"]]
+    dispatchers = [agent["name"] for agent in stack["agents"] if agent["capabilities"]["dispatches"]]
     return {"AGENTFLEET_AGENTS": json.dumps({agent["name"]: uids[agent["account"]] for agent in stack["agents"]},
                                            sort_keys=True, separators=(",", ":")),
-            "AGENTFLEET_MONITOR": archivers[0] if archivers else ""}
+            "AGENTFLEET_MONITOR": archivers[0] if archivers else "",
+            "AGENTFLEET_DISPATCHER": dispatchers[0] if dispatchers else "",
+            "AGENTFLEET_BRANCHES": json.dumps({p["name"]: p["branch"] for p in stack.get("projects", [])},
+                                             sort_keys=True, separators=(",", ":"))}
+
+
+def agent_stack_team(stack: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the dispatcher's role prompt says of each worker: name, role, description, projects."""
+    return [{"name": agent["name"], "role": agent.get("role", ""), "description": agent.get("description", ""),
+             "projects": [p["name"] for p in stack.get("projects", []) if agent["name"] in p["readers"]]}
+            for agent in stack["agents"]
+            if agent["capabilities"]["receives_tasks"] and not agent["capabilities"]["dispatches"]]
 
 
 def _command(agent: dict[str, Any]) -> str:
@@ -106,6 +118,9 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
         "AGENTFLEET_PROJECTS": json.dumps({p["name"]: f"{INSIDE}/projects/{p['name']}" for p in stack.get("projects", [])
                                            if name in p["readers"]}, sort_keys=True),
     }
+    if agent["capabilities"]["dispatches"]:
+        environment |= {"AGENTFLEET_DISPATCHES": "1",
+                        "AGENTFLEET_TEAM": json.dumps(agent_stack_team(stack), sort_keys=True)}
     if command == "monitor":
         # Only the monitor reaches the Docker API, and only its read endpoints (the gateway's log).
         networks["dockerapi"] = {}
