@@ -12,7 +12,7 @@ from agentfleet import agentctl, schema
 from agentfleet.backends import Backend
 from agentfleet.config import Config
 from agentfleet.fleet import Fleet
-from agentfleet.proposals import Caps, git, import_proposal, propose
+from agentfleet.proposals import Caps, clone, git, import_proposal, propose
 from agentfleet.untrusted import Refused
 from agentfleet.worker import Worker
 from runtime_helpers import make_tree, put_task, result
@@ -211,7 +211,7 @@ def test_a_project_task_runs_in_a_checkout_of_its_base_and_ends_in_a_proposal(
     assert work.run_once() == 1
     answer = result(root, "marie", "t1")
     assert answer["status"] == "ok", answer["reason"]
-    assert answer["output"].strip() == str(root / "workspaces" / "marie" / "checkouts" / "t1")
+    assert answer["output"].strip() == str(root / "workspaces" / "marie" / "projects" / "shop")
     assert answer["proposal"] == "t1.proposal.json" and schema.errors(answer, schema.load("result")) == []
     head = import_proposal(root / "results" / "marie" / "t1.bundle", ME, integration, "marie", "t1", base)
     assert run(integration, "show", f"{head}:app.py") == "v2\n"
@@ -260,3 +260,20 @@ def test_agentctl_submits_a_project_task_and_checks_its_fields(tmp_path: Path) -
         agentctl.main(["--root", str(root), "submit", "--to", "marie", "--base", "a" * 40, "x"])
     with pytest.raises(SystemExit, match="--project shop: no branch main in"):
         agentctl.main(["--root", str(root), "submit", "--to", "marie", "--project", "shop", "x"])
+
+
+def test_the_workers_clone_moves_from_task_to_task_fresh_and_a_retry_keeps_its_work(
+        tmp_path: Path, project: tuple[Path, Path, str]) -> None:
+    integration, _, base = project
+    target = tmp_path / "projects" / "shop"
+    target.parent.mkdir()
+    clone(integration, target, "agentfleet/t1", base)
+    (target / "app.py").write_text("half done\n")
+    (target / ".gitignore").write_text("*.log\n")
+    (target / "debug.log").write_text("ignored, but not the next task's\n")
+    clone(integration, target, "agentfleet/t1", base)  # t1 retried after an interruption
+    assert (target / "app.py").read_text() == "half done\n"
+    clone(integration, target, "agentfleet/t2", base)  # the next task: exactly its base
+    assert (target / "app.py").read_text() == "print('v1')\n"
+    assert sorted(path.name for path in target.iterdir()) == [".git", "app.py"]
+    assert run(target, "symbolic-ref", "HEAD").strip() == "refs/heads/agentfleet/t2"

@@ -169,7 +169,7 @@ def test_publish_completed_publishes_only_on_completion_projects(tree: Path, tmp
 
 def test_a_task_id_that_is_not_a_goal_is_not_published(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     goal = finished_goal(tree, "true")
-    checkout = tree / "workspaces" / "orchestrator" / "checkouts" / goal
+    checkout = tree / "workspaces" / "orchestrator" / "projects" / "shop"
     task = delegate(tree, goal, "marie", checkout, monkeypatch)
     worker(tree, "marie", "echo x > x.txt").run_once()
     with pytest.raises(Refused, match=f"{task} is not a goal"):
@@ -180,7 +180,7 @@ def test_a_task_id_that_is_not_a_goal_is_not_published(tree: Path, tmp_path: Pat
 
 def test_a_manifest_that_claims_another_workers_task_is_refused(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     goal = finished_goal(tree, "true")
-    checkout = tree / "workspaces" / "orchestrator" / "checkouts" / goal
+    checkout = tree / "workspaces" / "orchestrator" / "projects" / "shop"
     task = delegate(tree, goal, "marie", checkout, monkeypatch)
     worker(tree, "marie", "echo x > x.txt").run_once()
     path = tree / "results" / "marie" / f"{task}.proposal.json"

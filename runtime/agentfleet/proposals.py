@@ -64,14 +64,23 @@ def trusting(*repositories: Path) -> Iterator[Path]:
 
 
 def clone(mirror: Path, target: Path, branch: str, base: str, shared: tuple[Path, str] | None = None) -> None:
-    """A checkout of base from a mirror another account owns (the host's, mounted read-only); a
-    base the mirror lacks is fetched from shared (the integration repository and its ref)."""
+    """target on a new branch at base, cleaned of everything else: a clone of a mirror another
+    account owns (the host's, mounted read-only) made once, then moved from task to task, which
+    rewrites only the files that differ. A base the mirror lacks is fetched from shared (the
+    integration repository and its ref). A target already on branch (a retried task) is kept."""
     with trusting(mirror, *([shared[0]] if shared else [])) as settings:
-        git(target.parent, "clone", "--quiet", "--no-checkout", str(mirror), target.name, settings=settings)
+        if not (target / ".git").is_dir():
+            git(target.parent, "clone", "--quiet", "--no-checkout", str(mirror), target.name, settings=settings)
+        elif git(target, "symbolic-ref", "--quiet", "HEAD").strip() == f"refs/heads/{branch}":
+            return
+        if not has_commit(target, base):
+            git(target, "fetch", "--quiet", "--no-tags", str(mirror), "+refs/heads/*:refs/remotes/origin/*",
+                settings=settings)
         if shared and not has_commit(target, base) and (shared[0] / "HEAD").exists():
             git(target, "fetch", "--quiet", "--no-tags", str(shared[0]), f"+{shared[1]}:refs/agentfleet/base",
                 settings=settings)
-    git(target, "checkout", "--quiet", "-B", branch, base)
+    git(target, "checkout", "--quiet", "--force", "-B", branch, base)
+    git(target, "clean", "--quiet", "-ffdx")
 
 
 def has_commit(repo: Path, commit: str, settings: Path | None = None) -> bool:

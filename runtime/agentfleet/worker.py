@@ -130,15 +130,15 @@ class Worker:
         return outcome
 
     def checkout(self, task: dict[str, Any]) -> Path:
-        """workspace/checkouts/<id> on a branch at the task's base; a retried task keeps its earlier work."""
+        """workspace/projects/<project>, the worker's own clone, on branch agentfleet/<id> at the
+        task's base; a retried task finds its earlier work there."""
         mirror = self.config.projects.get(task["project"])
         if mirror is None:
             raise Refused(f"not one of this worker's projects {sorted(self.config.projects)}")
-        target: Path = self.config.workspace / "checkouts" / str(task["id"])
-        if not (target / ".git").is_dir():
-            target.parent.mkdir(exist_ok=True)
-            shared = (self.config.integration(task["project"]), f"refs/heads/task/{task['id']}")
-            clone(mirror, target, f"agentfleet/{task['id']}", task["base"], shared)
+        target: Path = self.config.workspace / "projects" / str(task["project"])
+        target.parent.mkdir(exist_ok=True)
+        shared = (self.config.integration(task["project"]), f"refs/heads/task/{task['id']}")
+        clone(mirror, target, f"agentfleet/{task['id']}", task["base"], shared)
         return target
 
     def run_backend(self, task: dict[str, Any], workspace: Path, prompt: str = "") -> tuple[str, str, str]:

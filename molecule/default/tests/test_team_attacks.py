@@ -76,7 +76,7 @@ def test_a_hostile_proposal_is_refused_with_its_reason_and_nothing_is_integrated
         host: testinfra.host.Host, repo: str, attack: str) -> None:
     ident, base = lea_task(host)
     command, reason = ATTACKS[attack]
-    checkout = f"/agentfleet/workspaces/lea/checkouts/{ident}"
+    checkout = "/agentfleet/workspaces/lea/projects/shop"  # her clone, still on the task's branch
     done = in_agent(host, "lea", f"export ID={ident} BASE={base} && {command}", checkout)
     assert done.rc == 0, (attack, done.stderr)
     before = state(host)
