@@ -139,3 +139,15 @@ def test_bad_model_is_refused_naming_the_field(extra: dict[str, Any], message: s
     assert result.returncode != 0, output[-3000:]
     assert message in output, output[-3000:]
     assert "changed=0" in result.stdout, output[-3000:]
+
+
+def test_the_validation_play_refuses_a_deploy_key_for_no_project(tmp_path: Path) -> None:
+    """Before the engine, the accounts or anything else: the first play of site.yml."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[agentfleet_hosts]\nlocalhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n")
+    extra = {"agent_model_agents": SEED, "agent_projects_deploy_keys": {"nope": "not a key"}}
+    done = subprocess.run(["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / "validate.yml"), "--check",
+                           "-e", json.dumps(extra)], cwd=ROOT, capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode != 0
+    assert "agent_projects_deploy_keys: nope not in agent_model_projects" in done.stdout
+    assert "not a key" not in done.stdout + done.stderr
