@@ -81,6 +81,14 @@ def test_a_goal_runs_with_the_team_in_its_role_prompt(tree: Path) -> None:
     assert argv[argv.index("--append-system-prompt") + 1] == prompt
 
 
+def test_a_goal_without_a_project_gets_the_team_too(tree: Path) -> None:
+    agentctl.submit(fleet_of(tree), "plan a party", "orchestrator")
+    worker(tree, "orchestrator", 'printf "%s" "$AGENTFLEET_ROLE_PROMPT"', dispatches=True, team=TEAM).run_once()
+    answer = fleet_of(tree).results("orchestrator")[0]
+    output = str((fleet_of(tree).find(answer["id"]) or {})["output"])
+    assert "names no project" in output and "- anga (backend): Builds services." in output
+
+
 def test_a_goal_cannot_start_a_goal_and_plain_tasks_never_go_to_the_orchestrator(
         tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTFLEET_GOAL", "g1")

@@ -113,7 +113,8 @@ class Worker:
     def execute(self, task: dict[str, Any]) -> tuple[str, str, str]:
         """Run the task; a project task runs in a checkout of its base and ends in a proposal."""
         if "project" not in task:
-            return self.run_backend(task, self.config.workspace)
+            plan = role_prompt(self.config.name, task["id"], None, None, self.config.team) if self.config.dispatches else ""
+            return self.run_backend(task, self.config.workspace, plan)
         try:
             checkout = self.checkout(task)
         except Refused as problem:
