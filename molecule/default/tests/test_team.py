@@ -106,7 +106,7 @@ def test_a_person_reads_the_diff_publishes_and_the_projects_tests_pass_on_the_br
     host.check_output(f"git clone --quiet --branch agentfleet/{goal['id']} {SOURCE} {clone}")
     tests = host.run(f"cd {clone} && python3 -m unittest -v 2>&1")
     assert tests.rc == 0 and "Ran 3 tests" in tests.stdout, tests.stdout
-    authors = host.check_output(f"git -C {clone} log --format=%an main..HEAD").split()
+    authors = host.check_output(f"git -C {clone} log --format=%an origin/main..HEAD").split()
     assert {"marie", "anga", "orchestrator"} <= set(authors)  # each commit in its maker's name
     again = host.run(f"agentctl publish {goal['id']}")
     assert again.rc != 0 and "was already published" in again.stderr
