@@ -46,7 +46,7 @@ def texts(content: Any) -> list[str]:
 def working_directory(request: dict[str, Any]) -> str:
     system = request.get("system", "")
     text = system if isinstance(system, str) else " ".join(texts(system))
-    found = re.search(r"Working directory: (\S+)", text)
+    found = re.search(r"working dir(?:ectory)?:\s*(\S+)", text, re.IGNORECASE)
     return found.group(1) if found else "{cwd}"
 
 
