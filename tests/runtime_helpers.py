@@ -45,3 +45,20 @@ def start_worker(root: Path, name: str, argv: list[str], log: Path | None = None
 def result(root: Path, worker: str, ident: str) -> dict[str, Any]:
     document: dict[str, Any] = json.loads((root / "results" / worker / f"{ident}.json").read_text())
     return document
+
+
+def git_run(repo: Path, *args: str) -> str:
+    """git as a person runs it in a test (an author of its own), its output."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t.invalid"}
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, env=env).stdout
+
+
+def source_repository(path: Path, name: str, content: str) -> str:
+    """A repository at path with one commit on main (the file name with content); its commit."""
+    path.mkdir()
+    git_run(path, "init", "--quiet", "--initial-branch", "main")
+    (path / name).write_text(content)
+    git_run(path, "add", name)
+    git_run(path, "commit", "--quiet", "-m", "base")
+    return git_run(path, "rev-parse", "HEAD").strip()

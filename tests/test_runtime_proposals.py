@@ -15,27 +15,18 @@ from agentfleet.fleet import Fleet
 from agentfleet.proposals import Caps, clone, git, import_proposal, propose
 from agentfleet.untrusted import Refused
 from agentfleet.worker import Worker
-from runtime_helpers import make_tree, put_task, result
+from runtime_helpers import git_run as run, make_tree, put_task, result, source_repository
 
 ME = os.getuid()
 
 
-def run(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t.invalid"}
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, env=env).stdout
 
 
 @pytest.fixture(name="project")
 def fixture_project(tmp_path: Path) -> tuple[Path, Path, str]:
     """A project with one commit (its base), the integration repository and a worker's checkout."""
     source = tmp_path / "source"
-    source.mkdir()
-    run(source, "init", "--quiet", "--initial-branch", "main")
-    (source / "app.py").write_text("print('v1')\n")
-    run(source, "add", "app.py")
-    run(source, "commit", "--quiet", "-m", "base")
-    base = run(source, "rev-parse", "HEAD").strip()
+    base = source_repository(source, "app.py", "print('v1')\n")
     integration, checkout = tmp_path / "integration.git", tmp_path / "checkout"
     subprocess.run(["git", "clone", "--quiet", "--bare", str(source), str(integration)], check=True)
     subprocess.run(["git", "clone", "--quiet", str(source), str(checkout)], check=True)

@@ -16,28 +16,20 @@ from agentfleet.fleet import Fleet
 from agentfleet.team import integrate
 from agentfleet.untrusted import Refused
 from agentfleet.worker import Worker
-from runtime_helpers import make_tree, result
+from runtime_helpers import git_run as run, make_tree, result, source_repository
 
 ME = os.getuid()
 TEAM = [{"name": "marie", "role": "frontend", "description": "Builds user interfaces.", "projects": ["shop"]},
         {"name": "anga", "role": "backend", "description": "Builds services.", "projects": ["shop"]}]
 
 
-def run(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t.invalid"}
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, env=env).stdout
 
 
 @pytest.fixture(name="tree")
 def fixture_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The tree of an orchestrator and two workers, with project shop mirrored and a source to publish to."""
     source = tmp_path / "source"
-    source.mkdir()
-    run(source, "init", "--quiet", "--initial-branch", "main")
-    (source / "shop.py").write_text("TITLE = 'shop'\nPRICE = 1\n")
-    run(source, "add", "shop.py")
-    run(source, "commit", "--quiet", "-m", "base")
+    source_repository(source, "shop.py", "TITLE = 'shop'\nPRICE = 1\n")
     root: Path = make_tree(tmp_path / "tree", ["orchestrator", "marie", "anga"])
     (root / "projects").mkdir()
     subprocess.run(["git", "clone", "--quiet", "--bare", str(source), str(root / "projects" / "shop")], check=True)
