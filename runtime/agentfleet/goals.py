@@ -124,15 +124,18 @@ def publish(fleet: Fleet, config: dict[str, Any], goal: str, action: str = "publ
         raise Refused(f"goal {goal} was already {earlier['action']} ({time.ctime(earlier['time'])})")
     if fleet.dispatcher_of(goal) != dispatcher:
         raise Refused(f"{goal} is not a goal: no task of that id in {dispatcher}'s inbox")
-    worker, found, manifest = proposal_of(fleet, goal)
-    if found["status"] != "ok":
-        raise Refused(f"goal {goal} ended {found['status']}; nothing to publish")
-    name = str(found["task"]["project"])
-    project = config["projects"].get(name)
-    if project is None:
-        raise Refused(f"project {name} is not in this host's model")
-    record: dict[str, Any] = {"goal": goal, "project": name, "action": action, "time": time.time(), "head": manifest["head"]}
-    if action == "published":
+    record: dict[str, Any] = {"goal": goal, "action": action, "time": time.time()}
+    if action == "rejected":  # whatever its state: a rejected goal is never published
+        record["reason"] = reason[:2000]
+    else:
+        worker, found, manifest = proposal_of(fleet, goal)
+        if found["status"] != "ok":
+            raise Refused(f"goal {goal} ended {found['status']}; nothing to publish")
+        name = str(found["task"]["project"])
+        project = config["projects"].get(name)
+        if project is None:
+            raise Refused(f"project {name} is not in this host's model")
+        record |= {"project": name, "head": manifest["head"]}
         if project["publish"] == "never":
             raise Refused(f"project {name} is set to publish: never")
         if not manifest["commits"]:
@@ -140,8 +143,6 @@ def publish(fleet: Fleet, config: dict[str, Any], goal: str, action: str = "publ
         record["branch"] = project["publish_branch"].replace("{goal}", goal)
         bundle = fleet.root / "results" / worker / f"{goal}.bundle"
         _push(state, project, bundle, fleet.agents[worker], goal, manifest, record["branch"])
-    else:
-        record["reason"] = reason[:2000]
     (state / "records").mkdir(parents=True, exist_ok=True, mode=0o755)
     schema.write_atomic(state / "records" / f"{goal}.json", record, replace=False)
     return record
