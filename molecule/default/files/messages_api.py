@@ -3,8 +3,9 @@
 It answers every POST /v1/messages with one text block (streamed when asked) and records each
 request's credentials and prompt; GET /_seen returns the record. A prompt 'ATTACK [steps]' or
 'SCRIPT [steps]' scripts the model instead: Claude Code runs each step, one per turn: a string
-with its Bash tool, {"tool": NAME, "input": {...}} with that tool; "{cwd}" in a step stands for
-the working directory the CLI reports in its system prompt. Test use only.
+with its Bash tool, {"tool": NAME, "input": {...}} with that tool; "{cwd}" in a later step stands
+for the first line the first step printed (make it `pwd`: file tools want absolute paths). Test
+use only.
 
 Usage: messages_api.py PORT [CERT KEY IMPOSTER_CERT IMPOSTER_KEY SWITCH]: with certificates it
 speaks TLS, and while the file SWITCH exists it presents the imposter certificate instead (one
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,13 +43,6 @@ def texts(content: Any) -> list[str]:
     return [str(part.get("text", "")) for part in content or [] if isinstance(part, dict) and part.get("type") == "text"]
 
 
-def working_directory(request: dict[str, Any]) -> str:
-    system = request.get("system", "")
-    text = system if isinstance(system, str) else " ".join(texts(system))
-    found = re.search(r"working dir(?:ectory)?:\s*(\S+)", text, re.IGNORECASE)
-    return found.group(1) if found else "{cwd}"
-
-
 def scripted_turn(request: dict[str, Any]) -> dict[str, Any] | None:
     """The next step of a task prompt 'ATTACK [steps]' or 'SCRIPT [steps]' as a tool_use, then
     'RESULTS [outputs]' once every step ran; None for every other request."""
@@ -69,7 +62,7 @@ def scripted_turn(request: dict[str, Any]) -> dict[str, Any] | None:
         step = {"tool": "Bash", "input": {"command": step, "description": "agentfleet step", "timeout": 600000}}
     if step["tool"] not in [tool.get("name") for tool in request.get("tools", [])]:
         return None
-    cwd = working_directory(request)
+    cwd = (outputs[0].strip().splitlines() or ["{cwd}"])[0] if outputs else "{cwd}"
     tool_input = json.loads(json.dumps(step["input"]).replace("{cwd}", cwd))
     return {"type": "tool_use", "id": f"toolu_agentfleet_{len(outputs)}", "name": step["tool"], "input": tool_input}
 

@@ -33,17 +33,18 @@ def first_line(text: str) -> str:
     return f"sed -i '1s/.*/\"\"\"{text}\"\"\"/' shop.py && head -1 shop.py"
 
 
-# marie reads and edits with Claude Code's own tools, then commits with Bash.
-MARIE = [{"tool": "Read", "input": {"file_path": "{cwd}/shop.py"}},
+# marie reads and edits with Claude Code's own tools, then commits with Bash (pwd first: the
+# endpoint puts its answer where a step says {cwd}).
+MARIE = ["pwd", {"tool": "Read", "input": {"file_path": "{cwd}/shop.py"}},
          {"tool": "Edit", "input": {"file_path": "{cwd}/shop.py", "old_string": DOC,
                                     "new_string": '"""A tiny shop, with discounts."""'}},
          write("discount.py", DISCOUNT), write("test_discount.py", unit_test("discount", "discount(10.0, 20)", "8.0")),
          COMMIT.format("marie", "'Add discounts'")]
 # anga changes the same first line (the conflict) and leaves her work uncommitted: the runtime commits it.
-ANGA = [first_line("A tiny shop, with taxes."), write("tax.py", TAX),
+ANGA = ["pwd", first_line("A tiny shop, with taxes."), write("tax.py", TAX),
         write("test_tax.py", unit_test("tax", "with_tax(10.0)", "12.0"))]
 # The follow-up starts from the integration branch, marie's work included.
-ANGA_AGAIN = [first_line("A tiny shop, with discounts and taxes."), write("tax.py", TAX),
+ANGA_AGAIN = ["pwd", first_line("A tiny shop, with discounts and taxes."), write("tax.py", TAX),
               write("test_tax.py", unit_test("tax", "with_tax(10.0)", "12.0")), COMMIT.format("anga", "'Add taxes'")]
 
 

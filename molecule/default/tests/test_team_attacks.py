@@ -57,7 +57,10 @@ def lea_task(host: testinfra.host.Host) -> tuple[str, str]:
 def fixture_repo(host: testinfra.host.Host) -> str:
     """An integration checkout of the orchestrator's, where the attacks are integrated."""
     in_agent(host, "orchestrator", f"rm -rf {REPO}")
-    cloned = in_agent(host, "orchestrator", f"git -c safe.directory='*' clone --quiet /agentfleet/projects/shop {REPO}")
+    # The mirror is root's: git reads it only when told it is safe, in a global file (as the runtime does).
+    trust = "printf '[safe]\\n\\tdirectory = /agentfleet/projects/shop\\n' > /tmp/trust.conf"
+    cloned = in_agent(host, "orchestrator", f"{trust} && GIT_CONFIG_GLOBAL=/tmp/trust.conf git clone --quiet "
+                                            f"/agentfleet/projects/shop {REPO}")
     assert cloned.rc == 0, cloned.stderr
     return REPO
 
