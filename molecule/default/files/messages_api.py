@@ -3,9 +3,9 @@
 It answers every POST /v1/messages with one text block (streamed when asked) and records each
 request's credentials and prompt; GET /_seen returns the record. A prompt 'ATTACK [steps]' or
 'SCRIPT [steps]' scripts the model instead: Claude Code runs each step, one per turn: a string
-with its Bash tool, {"tool": NAME, "input": {...}} with that tool; "{cwd}" in a later step stands
-for the first line the first step printed (make it `pwd`: file tools want absolute paths). Test
-use only.
+with its Bash tool, {"tool": NAME, "input": {...}} with that tool, where "{cwd}" stands for the
+first line the first step printed (make it `pwd`: file tools want absolute paths; a Bash step is
+sent as written, so a script nested in it keeps its own "{cwd}"). Test use only.
 
 Usage: messages_api.py PORT [CERT KEY IMPOSTER_CERT IMPOSTER_KEY SWITCH]: with certificates it
 speaks TLS, and while the file SWITCH exists it presents the imposter certificate instead (one
@@ -60,10 +60,12 @@ def scripted_turn(request: dict[str, Any]) -> dict[str, Any] | None:
     step = steps[len(outputs)]
     if isinstance(step, str):
         step = {"tool": "Bash", "input": {"command": step, "description": "agentfleet step", "timeout": 600000}}
+        tool_input = step["input"]
+    else:
+        cwd = (outputs[0].strip().splitlines() or ["{cwd}"])[0] if outputs else "{cwd}"
+        tool_input = json.loads(json.dumps(step["input"]).replace("{cwd}", cwd))
     if step["tool"] not in [tool.get("name") for tool in request.get("tools", [])]:
         return None
-    cwd = (outputs[0].strip().splitlines() or ["{cwd}"])[0] if outputs else "{cwd}"
-    tool_input = json.loads(json.dumps(step["input"]).replace("{cwd}", cwd))
     return {"type": "tool_use", "id": f"toolu_agentfleet_{len(outputs)}", "name": step["tool"], "input": tool_input}
 
 
