@@ -222,3 +222,13 @@ def test_a_projects_mirror_is_mounted_read_only_into_its_readers_with_its_path_i
     for name in ("anga", "fabien", "monitor"):
         assert not [volume for volume in services[name]["volumes"] if "projects" in volume]
         assert services[name]["environment"]["AGENTFLEET_PROJECTS"] == "{}"
+
+
+def test_a_dollar_in_the_model_reaches_the_agent_as_written() -> None:
+    """compose interpolates $NAME in a compose file: the model's text must not be read as a variable."""
+    model = {name.removeprefix("agent_model_"): value for name, value in MODEL.items()}
+    model["agents"] = [{**agent, "description": "Costs $HOME and ${PATH}"} if agent["name"] == "marie" else agent
+                       for agent in model["agents"]]
+    compose = agent_stack_compose(agent_model_stack(model), IMAGES, SETTINGS)
+    team = compose["services"]["orchestrator"]["environment"]["AGENTFLEET_TEAM"]
+    assert "Costs $$HOME and $${PATH}" in team

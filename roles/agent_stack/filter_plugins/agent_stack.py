@@ -132,7 +132,8 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
         "command": [command],
         "user": f"{user['uid']}:{user['gid']}",
         "group_add": [str(gids[group]) for group in user["groups"]],
-        "environment": environment,
+        # $$: compose would otherwise interpolate a "$" in a description, a prompt or an argv.
+        "environment": {key: value.replace("$", "$$") for key, value in environment.items()},
         # The host's Ollama only through its socket, and only for agents that opted in.
         "volumes": agent_stack_mounts(stack, name) + ([f"{settings['ollama_socket_dir']}:{OLLAMA_INSIDE}:ro"] if ollama else []),
         "secrets": [{"source": f"redis_{name}", "target": "redis_password"}],
