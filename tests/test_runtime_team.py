@@ -188,3 +188,15 @@ def test_a_manifest_that_claims_another_workers_task_is_refused(tree: Path, monk
     with pytest.raises(Refused, match="names another task, worker or base"):
         integrate(fleet_of(tree), checkout, task, "orchestrator")
     assert run(checkout, "for-each-ref", "refs/proposals") == ""
+
+
+def test_refresh_fetches_the_source_into_the_mirror(tree: Path, tmp_path: Path) -> None:
+    (tmp_path / "source" / "shop.py").write_text("TITLE = 'new upstream'\n")
+    run(tmp_path / "source", "commit", "--quiet", "-am", "upstream moved on")
+    upstream = run(tmp_path / "source", "rev-parse", "HEAD").strip()
+    config = publishing(tree, tmp_path)
+    config["projects"]["shop"]["branch"] = "main"
+    assert goals.refresh(config, "shop") == upstream
+    assert agentctl.resolve_base(fleet_of(tree), "shop", None) == upstream
+    with pytest.raises(Refused, match="project nope is not in this host's model"):
+        goals.refresh(config, "nope")

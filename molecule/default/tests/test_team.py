@@ -119,3 +119,12 @@ def test_only_root_publishes(host: testinfra.host.Host, goal: dict[str, Any]) ->
     as_orchestrator = host.run(f"setpriv --reuid=agent-orchestrator --regid=agent-orchestrator --init-groups "
                                f"agentctl reject {goal['id']}")
     assert as_orchestrator.rc != 0 and "only root publishes" in as_orchestrator.stderr, as_orchestrator.stderr
+
+
+def test_the_publishing_timer_runs_only_for_on_completion_projects(host: testinfra.host.Host) -> None:
+    """shop is set to approve: the timer is off, and its service, run by hand, publishes nothing."""
+    assert host.run("systemctl is-enabled agentfleet-publish.timer").stdout.strip() == "disabled"
+    before = host.check_output(f"git -C {SOURCE} for-each-ref --format='%(refname)' refs/heads")
+    assert host.run("systemctl start agentfleet-publish.service").rc == 0
+    assert host.check_output("systemctl show -p Result --value agentfleet-publish.service").strip() == "success"
+    assert host.check_output(f"git -C {SOURCE} for-each-ref --format='%(refname)' refs/heads") == before
