@@ -2,10 +2,13 @@
 
 - HTTP on ADDRESS:8000 and on the fake metadata address 169.254.169.254:80 (prepare adds it to
   the host's loopback interface), answering agentfleet-outside / agentfleet-fake-metadata;
-- a TCP listener on ADDRESS:443 that stands in for an allowlisted registry (a tunnel through the
-  egress proxy only needs the connection);
-- DNS on ADDRESS:53 (the inner engine's resolver): names under agentfleet.test resolve to
-  ADDRESS, everything else is relayed to the host's own resolver, so image builds still work.
+- TCP listeners on PUBLIC:443 and ADDRESS:443 that stand in for an allowlisted registry (a
+  tunnel through the egress proxy only needs the connection); PUBLIC is 203.0.113.10
+  (TEST-NET-3, documentation only), which prepare puts on the host's loopback interface: an
+  address that is not private, so the egress proxy may open it, and no packet leaves the host;
+- DNS on ADDRESS:53 (the inner engine's resolver): registry.agentfleet.test resolves to PUBLIC,
+  every other name under agentfleet.test to ADDRESS (the host: private), everything else is
+  relayed to the host's own resolver, so image builds still work.
 
 Usage: outside.py ADDRESS
 """
@@ -19,6 +22,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 METADATA = "169.254.169.254"
+PUBLIC = "203.0.113.10"
 
 
 def upstream_resolver() -> str:
@@ -52,8 +56,9 @@ def serve_dns(address: str) -> None:
     resolver = upstream_resolver()
     while True:
         packet, client = server.recvfrom(4096)
-        if question_name(packet).endswith("agentfleet.test"):
-            server.sendto(answer(packet, address), client)
+        name = question_name(packet)
+        if name.endswith("agentfleet.test"):
+            server.sendto(answer(packet, PUBLIC if name == "registry.agentfleet.test" else address), client)
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as relay:
             relay.settimeout(5)
@@ -89,6 +94,7 @@ def http_server(address: str, port: int, text: str) -> ThreadingHTTPServer:
 def main(address: str) -> None:
     threads = [threading.Thread(target=serve_dns, args=(address,), daemon=True),
                threading.Thread(target=serve_tcp, args=(address, 443), daemon=True),
+               threading.Thread(target=serve_tcp, args=(PUBLIC, 443), daemon=True),
                threading.Thread(target=http_server(METADATA, 80, "agentfleet-fake-metadata").serve_forever, daemon=True)]
     for thread in threads:
         thread.start()

@@ -74,6 +74,28 @@ def test_the_allowlisted_domain_opens_for_fabien_only(host: testinfra.host.Host)
     assert not any("registry.agentfleet.test:443" in row["target"] for row in rows["marie"])
 
 
+CONNECT_VIA_PROXY = """
+import socket, sys
+with socket.create_connection(("egress", 3128), timeout=10) as proxy:
+    proxy.sendall(f"CONNECT {sys.argv[1]}:443 HTTP/1.1\\r\\nHost: {sys.argv[1]}:443\\r\\n\\r\\n".encode())
+    print(proxy.recv(65536).decode("utf-8", "replace"))
+"""
+
+
+def test_an_allowlisted_name_that_resolves_to_a_private_address_is_refused(host: testinfra.host.Host) -> None:
+    """fabien may reach .registry.agentfleet.test; host.registry.agentfleet.test resolves to the test
+    host's own (private) address, where a listener waits, and must stay shut."""
+    def connect(name: str) -> str:
+        return str(host.check_output(f"docker exec agentfleet-fabien-1 python3 -I -c {shlex.quote(CONNECT_VIA_PROXY)} {name}"))
+    refused = connect("host.registry.agentfleet.test")
+    assert refused.startswith("HTTP/1.1 403") and "denied by rule private" in refused, refused[:300]
+    # The controls: the listener behind the private address answers, and the public name opens.
+    unit = "/etc/systemd/system/agentfleet-test-outside.service"  # outside.py ADDRESS: the host's own address
+    address = host.check_output(f"grep -o 'outside.py [0-9.]*' {unit}").split()[1]
+    assert host.run(f"timeout 5 bash -c 'exec 3<>/dev/tcp/{address}/443'").rc == 0
+    assert connect("registry.agentfleet.test").startswith("HTTP/1.1 200")
+
+
 # The negative controls: the same probe, run in containers that each lack one control.
 
 def image(host: testinfra.host.Host) -> str:
