@@ -55,7 +55,7 @@ def test_paths_follow_the_matrix(specs: dict[str, dict[str, Any]]) -> None:
 def test_proxy_cases_name_the_rule_each_must_hit(specs: dict[str, dict[str, Any]]) -> None:
     assert specs["fabien"]["spec"]["proxy_cases"] == [
         ["agentfleet-denied.invalid:443", "allowlist"], ["127.0.0.1:443", "raw-ipv4"], ["[::1]:443", "raw-ipv6"],
-        ["agentfleet-denied.invalid:80", "port-443"]]
+        ["agentfleet-denied.invalid:80", "port-443"], ["localhost:443", "private"]]
 
 
 def run_probe(spec: dict[str, Any]) -> list[dict[str, Any]]:

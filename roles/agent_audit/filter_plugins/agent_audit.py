@@ -36,8 +36,9 @@ def _addresses(compose: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 def _proxy_cases(agent: dict[str, Any], connect_allowed: bool) -> list[list[str]]:
     domain = agent["egress"][0].lstrip(".") if agent["egress"] else "agentfleet-denied.invalid"
+    # localhost: a name (not a raw address) that resolves to loopback in the proxy itself.
     cases = [["agentfleet-denied.invalid:443", "allowlist"], ["127.0.0.1:443", "raw-ipv4"], ["[::1]:443", "raw-ipv6"],
-             [f"{domain}:80", "port-443"]]
+             [f"{domain}:80", "port-443"], ["localhost:443", "private"]]
     if connect_allowed:
         cases += [[f"{allowed.lstrip('.')}:443", "allowed"] for allowed in agent["egress"]]
     return cases
