@@ -200,3 +200,17 @@ def test_refresh_fetches_the_source_into_the_mirror(tree: Path, tmp_path: Path) 
     assert agentctl.resolve_base(fleet_of(tree), "shop", None) == upstream
     with pytest.raises(Refused, match="project nope is not in this host's model"):
         goals.refresh(config, "nope")
+
+
+def test_the_base_comes_from_the_task_the_dispatcher_wrote_not_from_the_workers_result(
+        tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    goal = finished_goal(tree, "true")
+    checkout = tree / "workspaces" / "orchestrator" / "projects" / "shop"
+    task = delegate(tree, goal, "marie", checkout, monkeypatch)
+    worker(tree, "marie", "echo x > x.txt").run_once()
+    path = tree / "results" / "marie" / f"{task}.json"
+    forged = json.loads(path.read_text())
+    forged["task"]["base"], forged["task"]["project"] = "f" * 40, "other"
+    path.write_text(json.dumps(forged))  # the worker's own copy of its task says something else
+    integrate(fleet_of(tree), checkout, task, "orchestrator")
+    assert run(checkout, "show", "HEAD:x.txt") == "x\n"

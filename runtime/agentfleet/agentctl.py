@@ -167,7 +167,8 @@ def run_goal_command(fleet: Fleet, args: argparse.Namespace) -> int:
         print(fleet_table(goals.goal_rows(fleet, DISPATCHER, Path(state) if state else None)))
         return 0
     if args.command == "diff":
-        project = ((fleet.find(args.id) or {}).get("task") or {}).get("project", "")
+        holder = fleet.dispatcher_of(args.id)
+        project = str(fleet.sent_task(holder, args.id).get("project", "")) if holder else ""
         sources = [fleet.root / "projects" / project, fleet.root / "integration" / project] if project else []
         sys.stdout.write(goals.diff(fleet, args.id, sources))
         return 0

@@ -140,6 +140,14 @@ class Fleet:
                 return self.result(worker, f"{ident}.json")
         return None
 
+    def sent_task(self, worker: str, ident: str) -> dict[str, Any]:
+        """Task ident as the dispatcher wrote it into worker's inbox (only the dispatcher writes
+        an inbox, by file modes): its project, base and goal, never the worker's copy in its result."""
+        task = read_document(self.root / "inbox" / worker / f"{ident}.json", "task", None)
+        if task["id"] != ident:
+            raise Refused(f"the task in {worker}'s inbox is not {ident}")
+        return task
+
     def dispatcher_of(self, ident: str) -> str | None:
         """The agent whose inbox holds task ident (its result can only come from there)."""
         return next((w for w in sorted(self.agents) if os.path.lexists(self.root / "inbox" / w / f"{ident}.json")), None)

@@ -77,18 +77,30 @@ def read_record(state: Path, goal: str) -> dict[str, Any] | None:
     return record
 
 
-def proposal_of(fleet: Fleet, ident: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(worker, result, manifest) of task ident, each checked against where it lives."""
+def proposal_of(fleet: Fleet, ident: str) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(worker, result, manifest, task) of task ident: the result and manifest where the worker the
+    task went to keeps them, the task (project, base) as the dispatcher wrote it."""
     found = fleet.find(ident)
     if found is None:
         raise Refused(f"no valid result for {ident}")
     worker = str(found["worker"])
-    if "proposal" not in found:
+    task = fleet.sent_task(worker, ident)
+    if "proposal" not in found or "base" not in task:
         raise Refused(f"{ident} has no proposal (status {found['status']})")
     manifest = read_document(fleet.root / "results" / worker / f"{ident}.proposal.json", "proposal", fleet.agents[worker])
-    if (manifest["id"], manifest["worker"], manifest["base"]) != (ident, worker, (found.get("task") or {}).get("base")):
+    if (manifest["id"], manifest["worker"], manifest["base"]) != (ident, worker, task["base"]):
         raise Refused(f"the manifest of {ident} names another task, worker or base")
-    return worker, found, manifest
+    return worker, found, manifest, task
+
+
+def import_checked(fleet: Fleet, worker: str, manifest: dict[str, Any], repo: Path) -> str:
+    """Import the proposal the manifest describes into repo; its head, which must be the manifest's."""
+    ident = manifest["id"]
+    head = import_proposal(fleet.root / "results" / worker / f"{ident}.bundle", fleet.agents[worker], repo, worker,
+                           ident, manifest["base"])
+    if head != manifest["head"]:
+        raise Refused(f"the bundle's head {head[:12]} is not the manifest's {manifest['head'][:12]}")
+    return head
 
 
 def diff(fleet: Fleet, ident: str, sources: list[Path]) -> str:
@@ -96,7 +108,7 @@ def diff(fleet: Fleet, ident: str, sources: list[Path]) -> str:
 
     The bundle is imported as data into a scratch repository that borrows the objects of
     sources (the mirror, the integration repository) for the base."""
-    worker, found, manifest = proposal_of(fleet, ident)
+    worker, _, manifest, _ = proposal_of(fleet, ident)
     if not manifest["commits"]:
         return f"{worker} made no change in {ident}\n"
     with tempfile.TemporaryDirectory(prefix="agentfleet-diff-") as scratch:
@@ -104,8 +116,7 @@ def diff(fleet: Fleet, ident: str, sources: list[Path]) -> str:
         git(repo, "init", "--quiet", "--bare")
         alternates = [str(path / "objects") for path in sources if (path / "objects").is_dir()]
         (repo / "objects" / "info" / "alternates").write_text("\n".join(alternates) + "\n")
-        head = import_proposal(fleet.root / "results" / worker / f"{ident}.bundle", fleet.agents[worker], repo,
-                               worker, ident, manifest["base"])
+        head = import_checked(fleet, worker, manifest, repo)
         log = git(repo, "log", "--no-color", "--format=commit %H%nAuthor: %an <%ae>%n%n    %s%n", f"{manifest['base']}..{head}")
         text = git(repo, "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--stat", "--patch", manifest["base"], head)
     header = f"proposal {ident} of {worker}: {len(manifest['commits'])} commit(s) on {manifest['base'][:12]}\n\n"
@@ -128,10 +139,10 @@ def publish(fleet: Fleet, config: dict[str, Any], goal: str, action: str = "publ
     if action == "rejected":  # whatever its state: a rejected goal is never published
         record["reason"] = reason[:2000]
     else:
-        worker, found, manifest = proposal_of(fleet, goal)
+        worker, found, manifest, task = proposal_of(fleet, goal)
         if found["status"] != "ok":
             raise Refused(f"goal {goal} ended {found['status']}; nothing to publish")
-        name = str(found["task"]["project"])
+        name = str(task["project"])
         project = config["projects"].get(name)
         if project is None:
             raise Refused(f"project {name} is not in this host's model")
@@ -141,24 +152,21 @@ def publish(fleet: Fleet, config: dict[str, Any], goal: str, action: str = "publ
         if not manifest["commits"]:
             raise Refused(f"goal {goal} changed nothing; nothing to publish")
         record["branch"] = project["publish_branch"].replace("{goal}", goal)
-        bundle = fleet.root / "results" / worker / f"{goal}.bundle"
-        _push(state, project, bundle, fleet.agents[worker], goal, manifest, record["branch"])
+        _push(fleet, state, project, worker, manifest, record["branch"])
     (state / "records").mkdir(parents=True, exist_ok=True, mode=0o755)
     schema.write_atomic(state / "records" / f"{goal}.json", record, replace=False)
     return record
 
 
-def _push(state: Path, project: dict[str, Any], bundle: Path, uid: int, goal: str, manifest: dict[str, Any],
-          branch: str) -> None:
-    repo, worker = state / f"{project['name']}.git", manifest["worker"]
+def _push(fleet: Fleet, state: Path, project: dict[str, Any], worker: str, manifest: dict[str, Any], branch: str) -> None:
+    repo = state / f"{project['name']}.git"
     if not (repo / "HEAD").exists():
         repo.mkdir(parents=True, mode=0o700, exist_ok=True)
         git(repo, "init", "--quiet", "--bare")
     git(repo, "fetch", "--quiet", "--no-tags", project["mirror"], "+refs/heads/*:refs/mirror/*")
-    head = import_proposal(bundle, uid, repo, worker, goal, manifest["base"])
-    if head != manifest["head"]:
-        raise Refused(f"the bundle's head {head[:12]} is not the manifest's {manifest['head'][:12]}")
-    git(repo, "push", "--quiet", project["source"], f"refs/proposals/{worker}/{goal}:refs/heads/{branch}", ssh=_ssh(project))
+    import_checked(fleet, worker, manifest, repo)
+    git(repo, "push", "--quiet", project["source"], f"refs/proposals/{worker}/{manifest['id']}:refs/heads/{branch}",
+        ssh=_ssh(project))
 
 
 def _ssh(project: dict[str, Any]) -> str | None:

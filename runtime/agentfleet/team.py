@@ -1,7 +1,7 @@
 """The orchestrator's side of team work: its role prompt, sharing bases, integrating proposals.
 
 A goal runs in the orchestrator's own checkout of the project on branch agentfleet/<goal>. The
-workers' proposals are imported as data (proposals.import_proposal) into refs/proposals/<worker>/<id>
+workers' proposals are imported as data (goals.import_checked) into refs/proposals/<worker>/<id>
 and merged there; a commit the workers must build on (a follow-up task's base) is pushed to the
 project's integration repository, the one place the orchestrator writes and the project's workers
 read.
@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .fleet import Fleet
-from .proposals import git, import_proposal
-from .untrusted import ID, Refused, printable, read_document
+from .goals import import_checked, proposal_of
+from .proposals import git
+from .untrusted import ID, Refused, printable
 
 PROMPT = """You are {name}, the orchestrator of an agentfleet team. You do not write the code yourself:
 you plan the goal, delegate each part to the worker whose role fits, review what comes back and
@@ -76,23 +77,12 @@ def share_base(integration: Path, repo: Path, base: str, ident: str) -> None:
 
 def integrate(fleet: Fleet, repo: Path, ident: str, me: str) -> str:
     """Import the proposal of task ident into repo and merge it into the current branch; the merge commit."""
-    found = fleet.find(ident)
-    if found is None:
-        raise Refused(f"no valid result for {ident}")
-    worker, task = str(found["worker"]), found.get("task") or {}
+    worker, found, manifest, _ = proposal_of(fleet, ident)
     if found["status"] != "ok":
         raise Refused(f"{ident} ended {found['status']}: {printable(str(found['reason']))[:200]}")
-    if "proposal" not in found or "base" not in task:
-        raise Refused(f"{ident} was not a project task; it has no proposal")
-    directory = fleet.root / "results" / worker
-    manifest = read_document(directory / f"{ident}.proposal.json", "proposal", fleet.agents[worker])
-    if (manifest["id"], manifest["worker"], manifest["base"]) != (ident, worker, task["base"]):
-        raise Refused(f"the manifest of {ident} names another task, worker or base")
     if not manifest["commits"]:
         raise Refused(f"{worker} made no change in {ident}")
-    head = import_proposal(directory / f"{ident}.bundle", fleet.agents[worker], repo, worker, ident, task["base"])
-    if head != manifest["head"]:
-        raise Refused(f"the bundle's head {head[:12]} is not the manifest's {manifest['head'][:12]}")
+    import_checked(fleet, worker, manifest, repo)
     ref, identity = f"refs/proposals/{worker}/{ident}", ["-c", f"user.name={me}", "-c", f"user.email={me}@agentfleet.invalid"]
     try:
         git(repo, *identity, "merge", "--no-ff", "--no-edit", "--no-verify", "-m", f"Integrate {worker}'s proposal {ident}", ref)
@@ -102,5 +92,3 @@ def integrate(fleet: Fleet, repo: Path, ident: str, me: str) -> str:
         raise Refused(f"{worker}'s proposal {ident} conflicts in {', '.join(conflicted[:20]) or 'the tree'}; nothing "
                       f"merged. Merge {ref} yourself, or send a follow-up task with --base \"$(git rev-parse HEAD)\"") from None
     return git(repo, "rev-parse", "HEAD").strip()
-
-
