@@ -78,7 +78,14 @@ CONNECT_VIA_PROXY = """
 import socket, sys
 with socket.create_connection(("egress", 3128), timeout=10) as proxy:
     proxy.sendall(f"CONNECT {sys.argv[1]}:443 HTTP/1.1\\r\\nHost: {sys.argv[1]}:443\\r\\n\\r\\n".encode())
-    print(proxy.recv(65536).decode("utf-8", "replace"))
+    reply = proxy.recv(65536)
+    proxy.settimeout(2)
+    try:  # the refusal's page may come in a second segment: read until the proxy goes quiet
+        while chunk := proxy.recv(65536):
+            reply += chunk
+    except TimeoutError:
+        pass
+    print(reply.decode("utf-8", "replace"))
 """
 
 
