@@ -145,3 +145,32 @@ def test_project_sources_are_paths_or_git_urls_never_options() -> None:
 
 def test_no_projects_means_no_projects_directory() -> None:
     assert not [entry for entry in agent_model_stack(model())["paths"] if "/projects" in entry["path"]]
+
+
+def test_the_gateway_policy_defaults_to_the_messages_api_and_merges_field_by_field() -> None:
+    defaults = {**DEFAULTS["agent_model_defaults"], "gateway": {"rate_per_minute": 30}}
+    agents = [*DEFAULTS["agent_model_agents"][:1],
+              {"name": "marie", "kind": "worker", "uid": 10001, "gateway": {"tools": ["web_search"], "burst": 0}}]
+    stack = agent_model_stack(model(agents=agents, defaults=defaults))
+    marie = next(agent for agent in stack["agents"] if agent["name"] == "marie")
+    assert marie["gateway"] == {"endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens"],
+                                "tools": ["web_search"], "mcp_servers": [], "max_body_mb": 32, "rate_per_minute": 30,
+                                "burst": 0, "connections": 8, "budget_requests": 0, "budget_tokens": 0}
+    assert stack["agents"][0]["gateway"]["tools"] == []
+
+
+@pytest.mark.parametrize(("gateway", "message"), [
+    ({"endpoint": []}, "agent_model_agents[1] (marie).gateway.endpoint: unknown field"),
+    ({"endpoints": ["GET /v1/../files"]}, "gateway.endpoints[0]: 'GET /v1/../files' does not look like"),
+    ({"endpoints": "POST /v1/messages"}, "gateway.endpoints: must be a list"),
+    ({"tools": ["Web Search"]}, "gateway.tools[0]"),
+    ({"mcp_servers": ["http://mcp.example.com/"]}, "gateway.mcp_servers[0]"),
+    ({"max_body_mb": 100}, "gateway.max_body_mb: 100 must be a whole number from 1 to 64"),
+    ({"connections": True}, "gateway.connections: True must be"),
+    ({"budget_tokens": -1}, "gateway.budget_tokens"),
+    ("none", "agent_model_agents[1] (marie).gateway: must be a mapping"),
+])
+def test_a_bad_gateway_policy_is_refused_naming_the_field(gateway: Any, message: str) -> None:
+    agents = [*DEFAULTS["agent_model_agents"][:1], {"name": "marie", "kind": "worker", "uid": 10001, "gateway": gateway}]
+    errors = agent_model_errors(model(agents=agents))
+    assert any(message in error for error in errors), errors

@@ -70,9 +70,9 @@ def frame(text: str, stream: int = 1) -> bytes:
     return struct.pack(">BxxxI", stream, len(payload)) + payload
 
 
-def access(agent: str, status: int, sent: int = 100) -> str:
+def access(agent: str, status: int, sent: int = 100, rule: str = "", tokens: int = 0) -> str:
     return json.dumps({"time": "2026-11-22T06:30:00+00:00", "agent": agent, "method": "POST", "path": "/v1/messages",
-                       "status": status, "sent": sent, "received": 50})
+                       "status": status, "rule": rule, "tokens": tokens, "sent": sent, "received": 50})
 
 
 @pytest.fixture(name="api")
@@ -102,16 +102,16 @@ def test_requests_are_totalled_per_agent_and_never_twice(tmp_path: Path, api: Fa
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTFLEET_MONITOR", "monitor")
     root = make_tree(tmp_path, ["marie"])
-    api.lines = [("2026-11-22T06:30:00.000000001Z", access("marie", 200)),
+    api.lines = [("2026-11-22T06:30:00.000000001Z", access("marie", 200, tokens=13)),
                  ("2026-11-22T06:30:00.000000002Z", "2026/11/22 06:30:00 [notice] 1#1: a notice, not a request"),
-                 ("2026-11-22T06:30:00.000000003Z", access("marie", 429, sent=10)),
+                 ("2026-11-22T06:30:00.000000003Z", access("marie", 429, sent=10, rule="rate")),
                  ("2026-11-22T06:30:01.000000000Z", access("", 403, sent=70))]
     watcher = monitor(root, api)
     watcher.check(0)
     watcher.check(0)  # the same lines again: the proxy's since is inclusive, the monitor is not
     report = json.loads((root / "logs" / "monitor" / "gateway-usage.json").read_text())
     assert report["agents"]["marie"] == {"requests": 2, "sent": 110, "received": 100, "status": {"200": 1, "429": 1},
-                                         "last": "2026-11-22T06:30:00+00:00"}
+                                         "tokens": 13, "refused": {"rate": 1}, "last": "2026-11-22T06:30:00+00:00"}
     assert report["agents"]["(not an agent)"]["status"] == {"403": 1}
     api.lines.append(("2026-11-22T06:30:02.000000000Z", access("marie", 200)))
     monitor_again = Monitor(watcher.config, retention=3600)  # a restarted monitor resumes from its report
@@ -119,8 +119,21 @@ def test_requests_are_totalled_per_agent_and_never_twice(tmp_path: Path, api: Fa
     assert json.loads(monitor_again.usage.report.read_text())["agents"]["marie"]["requests"] == 3
     assert agentctl.main(["--root", str(root), "usage"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:3] == ["AGENT", "REQUESTS", "STATUS"]
-    assert ["marie", "3", "200:2,429:1"] in [line.split()[:3] for line in table]
+    assert table[0].split()[:5] == ["AGENT", "REQUESTS", "TOKENS", "STATUS", "REFUSED"]
+    assert ["marie", "3", "13", "200:2,429:1", "rate:1"] in [line.split()[:5] for line in table]
+
+
+def test_a_spent_budget_is_announced_once_a_day(tmp_path: Path, api: FakeDockerAPI,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_tree(tmp_path, ["marie"])
+    api.lines = [(f"2026-11-22T06:30:0{i}.000000000Z", access("marie", 429, rule="budget-tokens")) for i in range(3)]
+    watcher = monitor(root, api)
+    watcher.check(0)
+    announced = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "gateway-budget-spent" in line]
+    assert [(e["of"], e["rule"], e["day"]) for e in announced] == [("marie", "budget-tokens", "2026-11-22")]
+    api.lines.append(("2026-11-22T06:30:09.000000000Z", access("marie", 429, rule="budget-tokens")))
+    watcher.check(0)
+    assert "gateway-budget-spent" not in capsys.readouterr().out
 
 
 def test_a_refusing_proxy_is_reported_and_the_monitor_keeps_going(tmp_path: Path, api: FakeDockerAPI,

@@ -63,6 +63,9 @@ class GatewayUsage:
         self.agents: dict[str, dict[str, Any]] = {}
         self.since: Stamp = (0, 0)
         self.lost = ""  # why a saved report could not be resumed (the totals then start again)
+        # (agent, rule, UTC day) of each budget the gateway reported spent, for the monitor to announce once.
+        self.spent: list[tuple[str, str, str]] = []
+        self.announced: set[tuple[str, str, str]] = set()
         if os.path.lexists(report):
             # The monitor's own file, in a directory only it writes; read like any other all the same.
             try:
@@ -91,6 +94,16 @@ class GatewayUsage:
             totals["received"] += int(entry.get("received", 0))
             status = str(entry["status"])
             totals["status"][status] = totals["status"].get(status, 0) + 1
+            tokens = entry.get("tokens", 0)
+            totals["tokens"] = totals.get("tokens", 0) + (tokens if isinstance(tokens, int) and tokens > 0 else 0)
+            rule = str(entry.get("rule") or "")[:40]
+            if rule:
+                refused = totals.setdefault("refused", {})
+                refused[rule] = refused.get(rule, 0) + 1
+                spent = (name, rule, str(entry.get("time", ""))[:10])
+                if rule.startswith("budget-") and spent not in self.announced:
+                    self.announced.add(spent)
+                    self.spent.append(spent)
             totals["last"] = str(entry.get("time", ""))
             counted += 1
         return counted
@@ -110,9 +123,10 @@ class GatewayUsage:
 
 
 def usage_table(report: dict[str, Any]) -> str:
-    rows = [("AGENT", "REQUESTS", "STATUS", "SENT", "RECEIVED", "LAST")]
+    rows = [("AGENT", "REQUESTS", "TOKENS", "STATUS", "REFUSED", "SENT", "RECEIVED", "LAST")]
     for name, totals in sorted(report["agents"].items()):
         statuses = ",".join(f"{code}:{count}" for code, count in sorted(totals["status"].items()))
-        rows.append((name, str(totals["requests"]), statuses, str(totals["sent"]), str(totals["received"]),
-                     totals["last"]))
+        refused = ",".join(f"{rule}:{count}" for rule, count in sorted(totals.get("refused", {}).items()))
+        rows.append((name, str(totals["requests"]), str(totals.get("tokens", 0)), statuses, refused or "-",
+                     str(totals["sent"]), str(totals["received"]), totals["last"]))
     return table(rows)

@@ -116,6 +116,9 @@ class Monitor:
         if error != self.usage_error:
             emit(self.config.name, "gateway-usage-error" if error else "gateway-usage-ok", error=error)
             self.usage_error = error
+        for agent, rule, day in self.usage.spent:
+            emit(self.config.name, "gateway-budget-spent", of=agent, rule=rule, day=day)
+        self.usage.spent.clear()
         if counted or not self.usage.report.exists():
             schema.write_atomic(self.usage.report, self.usage.document())
 

@@ -18,6 +18,7 @@ import json
 import os
 import ssl
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -73,8 +74,11 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        body = json.dumps(SEEN).encode() if self.path == "/_seen" else b"{}"
-        self.reply(200 if self.path == "/_seen" else 404, "application/json", body)
+        if self.path == "/_seen":
+            self.reply(200, "application/json", json.dumps(SEEN).encode())
+            return
+        SEEN.append({"path": self.path, "x-api-key": self.headers.get("x-api-key"), "prompt": ""})
+        self.reply(200 if self.path == "/v1/models" else 404, "application/json", b'{"data": []}')
 
     def do_POST(self) -> None:  # noqa: N802
         request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
@@ -84,6 +88,8 @@ class Handler(BaseHTTPRequestHandler):
         if not self.path.startswith("/v1/messages"):
             self.reply(404, "application/json", b'{"type":"error"}')
             return
+        if "agentfleet-slow-reply" in prompt:  # holds the connection open for the gateway's connection limit
+            time.sleep(4)
         block = scripted_turn(request) or {"type": "text", "text": f"mock answer: {prompt[:60]}"}
         stop = "tool_use" if block["type"] == "tool_use" else "end_turn"
         model = request.get("model", "mock")

@@ -36,6 +36,18 @@ PUBLISH = ("approve", "on_completion", "never")
 # A branch name git accepts that can never be read as an option or a path out of refs/heads/.
 BRANCH = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9][A-Za-z0-9._/-]{0,99}(?<![./])$")
 # A path on the host, or a URL git fetches from (https, ssh, git, or scp-like user@host:path).
+# What the model gateway lets an agent do unless the model says otherwise (agent_model_defaults.gateway,
+# then the agent's own gateway, override field by field): the Messages API only, no Anthropic-defined
+# (server-side) tool, no MCP server, 32 MiB bodies, 120 requests a minute (burst 40), 8 connections,
+# no daily budget (0).
+GATEWAY = {"endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens"], "tools": [], "mcp_servers": [],
+           "max_body_mb": 32, "rate_per_minute": 120, "burst": 40, "connections": 8,
+           "budget_requests": 0, "budget_tokens": 0}
+GATEWAY_LIMITS = {"max_body_mb": (1, 64), "rate_per_minute": (1, 60000), "burst": (0, 10000), "connections": (1, 1000),
+                  "budget_requests": (0, 10**9), "budget_tokens": (0, 10**12)}
+ENDPOINT = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) (/[A-Za-z0-9_-]+)+$")
+TOOL_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+MCP_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
 SOURCE = re.compile(r"^(/[^\s]*|(https|ssh|git)://[^\s]+|[A-Za-z0-9][A-Za-z0-9._-]*@[A-Za-z0-9][A-Za-z0-9.-]*:[^\s]+)$")
 
 
@@ -117,7 +129,37 @@ def _agent_errors(index: int, agent: Any, model: Model) -> list[str]:
         errors += [f"{label}.egress[{i}]: {domain!r} is not a domain name such as registry.npmjs.org or .npmjs.org "
                    "(raw IP addresses and wildcards are never allowed)"
                    for i, domain in enumerate(egress) if not isinstance(domain, str) or not DOMAIN.match(domain)]
+    return errors + _gateway_errors(label, agent, model)
+
+
+def _gateway_errors(label: str, agent: dict[str, Any], model: Model) -> list[str]:
+    errors = []
+    for field, value in (("agent_model_defaults.gateway", model["defaults"].get("gateway", {})),
+                         (f"{label}.gateway", agent.get("gateway", {}))):
+        if not isinstance(value, dict):
+            return [f"{field}: must be a mapping"]
+        errors += [f"{field}.{key}: unknown field (known: {', '.join(GATEWAY)})" for key in value if key not in GATEWAY]
+    policy = _gateway(agent, model["defaults"])
+    where = f"{label}.gateway"
+    for key, (low, high) in GATEWAY_LIMITS.items():
+        value = policy.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            errors.append(f"{where}.{key}: {value!r} must be a whole number from {low} to {high}")
+    for key, pattern, example in (("endpoints", ENDPOINT, "POST /v1/messages"), ("tools", TOOL_TYPE, "web_search"),
+                                  ("mcp_servers", MCP_URL, "https://mcp.example.com/sse")):
+        value = policy.get(key)
+        if not isinstance(value, list):
+            errors.append(f"{where}.{key}: must be a list")
+            continue
+        errors += [f"{where}.{key}[{i}]: {item!r} does not look like {example!r}"
+                   for i, item in enumerate(value) if not isinstance(item, str) or not pattern.match(item)]
     return errors
+
+
+def _gateway(agent: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The agent's gateway policy: built-in defaults, then agent_model_defaults.gateway, then its own."""
+    own, common = agent.get("gateway"), defaults.get("gateway")
+    return {**GATEWAY, **(common if isinstance(common, dict) else {}), **(own if isinstance(own, dict) else {})}
 
 
 def _duplicates(field: str, values: list[tuple[str, Any]]) -> list[str]:
@@ -251,6 +293,7 @@ def _with_defaults(agent: dict[str, Any], defaults: dict[str, Any]) -> dict[str,
     merged.setdefault("description", "")
     merged.setdefault("role", "")
     merged.setdefault("egress", [])
+    merged["gateway"] = _gateway(agent, defaults)
     return merged
 
 

@@ -193,7 +193,8 @@ def agent_stack_compose(stack: dict[str, Any], images: dict[str, str], settings:
             images["gateway"], users["gateway"], settings,
             ["CMD", "curl", "-fsS", f"http://127.0.0.1:{GATEWAY_PORT}/_agentfleet/health"],
             {**_on_agent_networks(networks, "gateway"), "egress": {}},
-            volumes=[f"{directory}/nginx.conf:/etc/nginx/nginx.conf:ro"]
+            volumes=[f"{directory}/nginx.conf:/etc/nginx/nginx.conf:ro",
+                     f"{directory}/gateway:/etc/nginx/agentfleet:ro"]
             + ([f"{directory}/upstream-ca.pem:/etc/nginx/upstream-ca.pem:ro"] if settings.get("gateway_ca") else []),
             secrets=["gateway_key"]),
         "egress": _service(
@@ -220,6 +221,17 @@ def agent_stack_compose(stack: dict[str, Any], images: dict[str, str], settings:
         services[agent["name"]] = _agent_service(stack, agent, images, settings, networks[agent["name"]])
         secrets[f"redis_{agent['name']}"] = {"file": f"{directory}/secrets/redis-{agent['name']}.password"}
     return {"name": settings["project"], "services": services, "networks": compose_networks, "secrets": secrets}
+
+
+def agent_stack_gateway_policy(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the gateway's policy (files/gateway.js) checks of each agent; nginx.conf holds its rate
+    and connection limits."""
+    return {agent["name"]: {"endpoints": agent["gateway"]["endpoints"], "tools": agent["gateway"]["tools"],
+                            "mcp_servers": agent["gateway"]["mcp_servers"],
+                            "max_body": agent["gateway"]["max_body_mb"] * 1024 * 1024,
+                            "budget_requests": agent["gateway"]["budget_requests"],
+                            "budget_tokens": agent["gateway"]["budget_tokens"]}
+            for agent in stack["agents"]}
 
 
 KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -306,4 +318,5 @@ class FilterModule:
                 "agent_stack_input_errors": agent_stack_input_errors,
                 "agent_stack_redis_secret_files": agent_stack_redis_secret_files,
                 "agent_stack_networks": agent_stack_networks, "agent_stack_leaving": agent_stack_leaving,
-                "agent_stack_runtime_tree": agent_stack_runtime_tree}
+                "agent_stack_runtime_tree": agent_stack_runtime_tree,
+                "agent_stack_gateway_policy": agent_stack_gateway_policy}
