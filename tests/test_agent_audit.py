@@ -27,7 +27,7 @@ AUDIT = {"host_ports": [22], "outside_targets": ["192.0.2.10:80"], "outside_name
 
 @pytest.fixture(name="specs")
 def fixture_specs() -> dict[str, dict[str, Any]]:
-    stack = default_stack()
+    stack = default_stack(("marie",))
     compose = agent_stack_compose(stack, IMAGES, SETTINGS)
     return {item["agent"]: item for item in agent_audit_specs(stack, compose, ["172.17.0.2"], AUDIT)}
 
@@ -40,7 +40,9 @@ def test_marie_must_not_reach_other_agents_or_the_host(specs: dict[str, dict[str
     assert not any(target.startswith(specs["marie"]["spec"]["agent"]) for target in unreachable["other_agents"])
     assert "172.17.0.2:22" in unreachable["host"] and "10.213.113.65:22" in unreachable["host"]
     assert unreachable["metadata"] == ["169.254.169.254:80"] and unreachable["internet"] == ["192.0.2.10:80"]
-    assert marie["spec"]["reachable"] == ["gateway:8080", "egress:3128", "redis:6379"]
+    assert marie["spec"]["reachable"] == ["gateway:8080", "egress:3128", "redis:6379"] and unreachable["redis"] == []
+    assert specs["anga"]["spec"]["reachable"] == ["gateway:8080", "egress:3128"]  # no redis login: not even its name
+    assert specs["anga"]["spec"]["unreachable"]["redis"] == ["redis:6379"]
     assert "dockerproxy:2375" in specs["monitor"]["spec"]["reachable"]
 
 
@@ -171,7 +173,7 @@ class UnixServer(socketserver.UnixStreamServer):
 
 def test_only_agents_that_opted_in_must_reach_ollama(specs: dict[str, dict[str, Any]]) -> None:
     assert not any(spec["spec"]["ollama"]["reachable"] for spec in specs.values())  # Ollama off on this host
-    stack = default_stack()
+    stack = default_stack(("marie",))
     compose = agent_stack_compose(stack, IMAGES, {**SETTINGS, "ollama_socket_dir": "/run/agentfleet-ollama"})
     on = {item["agent"]: item["spec"]["ollama"] for item in
           agent_audit_specs(stack, compose, ["172.17.0.2"], {**AUDIT, "ollama": True})}

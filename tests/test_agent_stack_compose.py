@@ -22,13 +22,32 @@ READ_PATHS = yaml.safe_load((ROOT / "roles" / "agent_stack" / "vars" / "main.yml
     "__agent_stack_dockerproxy_read_paths"].strip("'")
 
 
-def default_stack() -> dict[str, Any]:
-    return agent_model_stack({name.removeprefix("agent_model_"): value for name, value in MODEL.items()})
+def default_stack(redis: tuple[str, ...] = ()) -> dict[str, Any]:
+    model = {name.removeprefix("agent_model_"): value for name, value in MODEL.items()}
+    model["agents"] = [{**agent, "redis": True} if agent["name"] in redis else agent for agent in model["agents"]]
+    return agent_model_stack(model)
 
 
 @pytest.fixture(name="compose")
 def fixture_compose() -> dict[str, Any]:
-    return agent_stack_compose(default_stack(), IMAGES, SETTINGS)
+    """The seed stack with every agent but the monitor on redis."""
+    return agent_stack_compose(default_stack(("orchestrator", "marie", "anga", "fabien")), IMAGES, SETTINGS)
+
+
+def test_redis_is_off_unless_an_agent_asks_for_it() -> None:
+    compose = agent_stack_compose(default_stack(), IMAGES, SETTINGS)
+    assert "redis" not in compose["services"] and not any(name.startswith("redis") for name in compose["secrets"])
+    assert all(not spec.get("secrets") and "AGENTFLEET_REDIS_USER" not in spec["environment"]
+               for name, spec in compose["services"].items() if name in ("marie", "monitor"))
+    assert agent_stack_input_errors(SETTINGS, "sk-ant-good", "", "https://api.anthropic.com", True, default_stack()) == []
+    with_redis = default_stack(("marie",))
+    compose = agent_stack_compose(with_redis, IMAGES, SETTINGS)
+    assert sorted(compose["services"]["redis"]["networks"]) == ["agent_marie"]
+    assert compose["services"]["marie"]["secrets"] == [{"source": "redis_marie", "target": "redis_password"}]
+    assert not compose["services"]["anga"]["secrets"] and "redis_anga" not in compose["secrets"]
+    errors = agent_stack_input_errors(SETTINGS, "sk-ant-good", "", "https://api.anthropic.com", True, with_redis)
+    assert errors == ["agent_stack_redis_password: required when an agent has redis: true, at least 16 letters, "
+                      "digits, _ or -"]
 
 
 def test_marie_mounts_only_her_own_paths(compose: dict[str, Any]) -> None:
@@ -98,7 +117,7 @@ def test_each_agent_has_its_own_network_with_the_services_and_no_other_agent(com
     for name in agents:
         network = f"agent_{name}"
         members = sorted(service for service, spec in compose["services"].items() if network in spec["networks"])
-        assert members == sorted([name, "gateway", "redis", "egress"]), (name, members)
+        assert members == sorted([name, "gateway", "egress"] + (["redis"] if name != "monitor" else [])), (name, members)
         assert compose["networks"][network]["internal"] is True
         assert compose["networks"][network]["driver_opts"] == {"com.docker.network.bridge.inhibit_ipv4": "true"}
     assert compose["services"]["anga"]["networks"]["agent_anga"] == {"ipv4_address": "10.213.113.66"}
@@ -140,6 +159,9 @@ BAD = [
     ({"heartbeat_interval": 0}, "agent_stack_heartbeat_interval: 0 must be"),
     ({"health_interval": "30s"}, "agent_stack_health_interval: '30s' must be"),
     ({"project": "Agent Fleet"}, "agent_stack_project"),
+    ({"redis_maxmemory": "1g"}, "agent_stack_redis_maxmemory: '1g' must be 1mb to 192mb"),
+    ({"redis_maxmemory": "500mb"}, "agent_stack_redis_maxmemory: '500mb' must be 1mb to 192mb"),
+    ({"redis_maxmemory_policy": "lru"}, "agent_stack_redis_maxmemory_policy: 'lru' is not one of"),
 ]
 
 

@@ -49,7 +49,9 @@ def test_check_mode_only_reports(tmp_path: Path) -> None:
 
 
 def test_each_agent_gets_its_own_derived_password() -> None:
-    files = {Path(spec["path"]).name: spec for spec in agent_stack_redis_secret_files(default_stack(), "/etc/s", "pw")}
+    files = {Path(spec["path"]).name: spec
+             for spec in agent_stack_redis_secret_files(default_stack(("marie", "anga")), "/etc/s", "pw")}
+    assert len(files) == 2  # only the agents on redis
     assert files["redis-marie.password"]["uid"] == 10001 and files["redis-marie.password"]["mode"] == "0400"
     assert files["redis-marie.password"]["content"] != files["redis-anga.password"]["content"]
     assert len(files["redis-marie.password"]["content"]) == 64

@@ -8,7 +8,9 @@ import pytest
 from ollama import ollama_input_errors, ollama_is_loopback, ollama_model_tag
 
 GOOD: dict[str, Any] = {"host": "127.0.0.1:11434", "allow_wide_bind": False, "archive_sha256": {"amd64": "b" * 64},
-                        "version": "0.5.7", "models": ["llama3.2:1b"], "user": "ollama"}
+                        "version": "0.5.7", "models": ["llama3.2:1b"], "user": "ollama",
+                        "agent_endpoints": {"get": ["/api/tags", "/api/version"], "post": ["/api/chat"]},
+                        "filter_max_connections": 64}
 
 
 def test_good_input_passes() -> None:
@@ -19,6 +21,11 @@ def test_good_input_passes() -> None:
 @pytest.mark.parametrize(("change", "message"), [
     ({"host": "0.0.0.0:11434"}, "ollama_host: 0.0.0.0:11434 is not a loopback address; set ollama_allow_wide_bind"),
     ({"host": "localhost"}, "ollama_host: 'localhost' is not address:port"),
+    ({"agent_endpoints": {"get": ["/api/tags"], "post": ["/api/pull"]}},
+     "ollama_agent_endpoints.post[0]: /api/pull changes the shared models or reaches a registry; only this role pulls"),
+    ({"agent_endpoints": {"get": ["/api/../pull"], "post": ["/api/chat"]}}, "ollama_agent_endpoints.get[0]: '/api/../pull'"),
+    ({"agent_endpoints": {"get": ["/api/tags"]}}, "ollama_agent_endpoints: must be a mapping with exactly get and post"),
+    ({"filter_max_connections": 0}, "ollama_filter_max_connections: 0 must be 1 to 10000"),
     ({"archive_sha256": {}}, "ollama_archive_sha256.amd64: required"),
     ({"models": ["llama3; rm -rf /"]}, "ollama_models[0]: 'llama3; rm -rf /' is not a model name"),
     ({"user": "root"}, "ollama_user: 'root' must be a system account name other than root"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 import shlex
 
 import pytest
@@ -18,7 +19,8 @@ MODEL = "agentfleet-standin:tiny"
 HARDENING = {"User": "ollama", "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
              "PrivateTmp": "yes", "PrivateDevices": "yes", "CapabilityBoundingSet": "", "RestrictSUIDSGID": "yes",
              "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectControlGroups": "yes",
-             "LockPersonality": "yes", "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX"}
+             "LockPersonality": "yes", "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+             "IPAddressDeny": "0.0.0.0/0 ::/0"}
 # Ask Ollama through the runtime's own client: the argv the ollama backend runs.
 ASK = f"python3 -m agentfleet.ollama {SOCKET} {MODEL} hello"
 
@@ -93,3 +95,61 @@ def test_olga_answers_a_task_through_the_ollama_backend(host: testinfra.host.Hos
     assert submitted.rc == 0, submitted.stdout + submitted.stderr
     result = json.loads(submitted.stdout.split("\n", 1)[1])
     assert result["status"] == "ok" and result["output"] == "stand-in answer: summarise the logs"
+
+
+# Runs in an agent: each "METHOD PATH" of argv[1:] through the socket; prints status and body.
+THROUGH_SOCKET = r"""
+import http.client, socket, sys
+class Unix(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect("/run/ollama/ollama.sock")
+for call in sys.argv[1:]:
+    method, path = call.split(" ", 1)
+    connection = Unix("ollama")
+    connection.request(method, path, body=b'{"model": "agentfleet-standin:tiny", "prompt": "hi"}' if method != "GET" else None)
+    response = connection.getresponse()
+    print(response.status, response.read().decode()[:120].replace("\n", " "))
+"""
+ADMIN = ["POST /api/pull", "POST /api/push", "POST /api/create", "POST /api/copy", "DELETE /api/delete",
+         "POST /api/blobs/sha256:0000", "GET /api/ps", "POST /api/%70ull", "POST /api/../api/pull", "POST //api/pull"]
+
+
+def stand_in_saw(host: testinfra.host.Host, marker: str) -> bool:
+    return marker in host.check_output("cat /var/lib/ollama/stand-in-requests.log")
+
+
+def test_agents_reach_only_the_inference_and_listing_endpoints(host: testinfra.host.Host) -> None:
+    marker = f"agentfleet-{uuid.uuid4().hex}"
+    calls = [f"{call}?{marker}" for call in ADMIN]
+    answers = host.check_output(f"docker exec agentfleet-olga-1 python3 -c {shlex.quote(THROUGH_SOCKET)} "
+                                + " ".join(shlex.quote(call) for call in calls)).splitlines()
+    assert len(answers) == len(ADMIN) and all(a.startswith("403 agentfleet ollama: denied by rule endpoints") for a in answers), answers
+    assert not stand_in_saw(host, marker)
+    allowed = host.check_output(f"docker exec agentfleet-olga-1 python3 -c {shlex.quote(THROUGH_SOCKET)} "
+                                f"'GET /api/tags' 'GET /api/version' 'POST /api/show' 'POST /api/generate?{marker}'")
+    assert [line.split()[0] for line in allowed.splitlines()] == ["200"] * 4, allowed
+    assert stand_in_saw(host, marker)
+
+
+def test_control_the_same_admin_call_on_the_unfiltered_port_reaches_ollama(host: testinfra.host.Host) -> None:
+    marker = f"agentfleet-{uuid.uuid4().hex}"
+    call = ("import urllib.request\nrequest = urllib.request.Request("
+            f"'http://127.0.0.1:11434/api/delete?{marker}', data=b'{{}}', method='DELETE')\n"
+            "print(urllib.request.urlopen(request).status)")
+    assert host.check_output(f"python3 -c {shlex.quote(call)}") == "200"
+    assert stand_in_saw(host, marker)
+
+
+CONNECT_OUTSIDE = "import socket; socket.create_connection(('203.0.113.10', 443), timeout=5).close(); print('connected')"
+
+
+def test_ollama_reaches_nothing_beyond_loopback_once_its_models_are_pulled(host: testinfra.host.Host) -> None:
+    """The stand-in's pull connects to its "registry", the tests' outside address: refused in the unit."""
+    pull = host.run(f"OLLAMA_HOST=127.0.0.1:11434 /opt/ollama/bin/ollama pull agentfleet-{uuid.uuid4().hex[:8]}:x")
+    assert pull.rc != 0 and "registry unreachable" in pull.stderr, (pull.stdout, pull.stderr)
+    shown = host.check_output("systemctl show ollama -p IPAddressDeny -p IPAddressAllow")
+    assert "IPAddressDeny=0.0.0.0/0 ::/0" in shown and "127.0.0.0/8" in shown, shown
+    # Control: the same connect from a unit without the address filter reaches the outside.
+    control = host.run(f"systemd-run --wait --pipe --quiet -p DynamicUser=yes python3 -c {shlex.quote(CONNECT_OUTSIDE)}")
+    assert control.rc == 0 and control.stdout.strip() == "connected", control.stderr

@@ -59,7 +59,9 @@ def agent_audit_specs(stack: dict[str, Any], compose: dict[str, Any], host_addre
                           for spec in compose["networks"].values() if spec.get("ipam")})
         host = [f"{address}:{port}" for address in sorted(set(host_addresses) | set(bridges))
                 for port in settings["host_ports"]]
-        needed = [f"{service}:{port}" for service, port in SERVICE_PORTS.items()]
+        # redis only for an agent whose model gives it a login; for the others it must not even resolve.
+        needed = [f"{service}:{port}" for service, port in SERVICE_PORTS.items() if service != "redis" or agent["redis"]]
+        no_redis = [] if agent["redis"] else [f"redis:{SERVICE_PORTS['redis']}"]
         docker_api = ["dockerproxy:2375"]
         if "dockerapi" in addresses[name]:
             needed.append("dockerproxy:2375")
@@ -67,7 +69,7 @@ def agent_audit_specs(stack: dict[str, Any], compose: dict[str, Any], host_addre
             "agent": name, "runtime": compose["services"][name].get("runtime", "runc"), "inside_root": INSIDE,
             "paths": _inside_paths(stack, name),
             "unreachable": {"other_agents": others, "host": host, "internet": settings["outside_targets"],
-                            "metadata": [settings["metadata_target"]]},
+                            "metadata": [settings["metadata_target"]], "redis": no_redis},
             "reachable": needed, "outside_names": settings["outside_names"], "docker_api": docker_api,
             "proxy": f"egress:{SERVICE_PORTS['egress']}", "proxy_cases": _proxy_cases(agent, settings["connect_allowed"]),
             "gateway": f"gateway:{SERVICE_PORTS['gateway']}", "outside_http": settings["outside_http"],

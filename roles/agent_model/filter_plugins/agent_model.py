@@ -118,6 +118,8 @@ def _agent_errors(index: int, agent: Any, model: Model) -> list[str]:
         errors.append(f"{label}.backend.type: {backend.get('type')!r} is not one of {list(BACKENDS)}")
     if backend.get("type") == "command" and not backend.get("argv"):
         errors.append(f"{label}.backend.argv: the command backend needs an argv list")
+    if not isinstance(agent.get("redis", False), bool):
+        errors.append(f"{label}.redis: {agent['redis']!r} must be true or false")
     if not isinstance(agent.get("ollama", False), bool):
         errors.append(f"{label}.ollama: {agent['ollama']!r} must be true or false")
     elif backend.get("type") == "ollama" and agent.get("kind") in model["kinds"] and not _uses_ollama(model, agent):
@@ -293,6 +295,7 @@ def _with_defaults(agent: dict[str, Any], defaults: dict[str, Any]) -> dict[str,
     merged.setdefault("description", "")
     merged.setdefault("role", "")
     merged.setdefault("egress", [])
+    merged["redis"] = agent.get("redis") is True
     merged["gateway"] = _gateway(agent, defaults)
     return merged
 

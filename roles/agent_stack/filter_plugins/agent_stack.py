@@ -112,12 +112,13 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
         # The only way out besides the model API: the egress proxy, which allows this agent's list.
         "HTTPS_PROXY": f"http://egress:{EGRESS_PORT}", "https_proxy": f"http://egress:{EGRESS_PORT}",
         "NO_PROXY": "gateway,redis,localhost,127.0.0.1", "no_proxy": "gateway,redis,localhost,127.0.0.1",
-        "AGENTFLEET_REDIS_USER": agent["account"],
         **agent_stack_fleet_env(stack),
         # The mirrors this agent may clone from (mounted read-only from the access matrix).
         "AGENTFLEET_PROJECTS": json.dumps({p["name"]: f"{INSIDE}/projects/{p['name']}" for p in stack.get("projects", [])
                                            if name in p["readers"]}, sort_keys=True),
     }
+    if agent["redis"]:
+        environment["AGENTFLEET_REDIS_USER"] = agent["account"]
     if agent["capabilities"]["dispatches"]:
         environment |= {"AGENTFLEET_DISPATCHES": "1",
                         "AGENTFLEET_TEAM": json.dumps(agent_stack_team(stack), sort_keys=True)}
@@ -136,7 +137,8 @@ def _agent_service(stack: dict[str, Any], agent: dict[str, Any], images: dict[st
         "environment": {key: value.replace("$", "$$") for key, value in environment.items()},
         # The host's Ollama only through its socket, and only for agents that opted in.
         "volumes": agent_stack_mounts(stack, name) + ([f"{settings['ollama_socket_dir']}:{OLLAMA_INSIDE}:ro"] if ollama else []),
-        "secrets": [{"source": f"redis_{name}", "target": "redis_password"}],
+        # A login to redis only for an agent whose model asks for one.
+        "secrets": [{"source": f"redis_{name}", "target": "redis_password"}] if agent["redis"] else [],
         "working_dir": f"{INSIDE}/workspaces/{name}",
         "runtime": agent["runtime"],
         **_hardening(agent["resources"], settings, f"uid={user['uid']},gid={user['gid']},mode=0700", AGENT_SHARES),
@@ -178,8 +180,9 @@ def _service(image: str, user: dict[str, Any], settings: dict[str, Any], healthc
             "networks": networks}
 
 
-def _on_agent_networks(networks: dict[str, dict[str, str]], role: str) -> dict[str, Any]:
-    return {net["network"]: {"ipv4_address": net[role]} for name, net in networks.items() if name != "dockerapi"}
+def _on_agent_networks(networks: dict[str, dict[str, str]], role: str, only: list[str] | None = None) -> dict[str, Any]:
+    return {net["network"]: {"ipv4_address": net[role]} for name, net in networks.items()
+            if name != "dockerapi" and (only is None or name in only)}
 
 
 def agent_stack_compose(stack: dict[str, Any], images: dict[str, str], settings: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +190,7 @@ def agent_stack_compose(stack: dict[str, Any], images: dict[str, str], settings:
     networks = agent_stack_networks(stack, settings["subnet"])
     users = {user["name"].removeprefix("agentfleet-"): user for user in stack["users"]}
     directory = settings["dir"]
+    redis_users = [agent["name"] for agent in stack["agents"] if agent["redis"]]
     redis_auth = "REDISCLI_AUTH=$$(sed -n 's/^requirepass //p' /run/secrets/redis_conf) redis-cli ping | grep -q PONG"
     services = {
         "gateway": _service(
@@ -203,7 +207,8 @@ def agent_stack_compose(stack: dict[str, Any], images: dict[str, str], settings:
             {**_on_agent_networks(networks, "egress"), "egress": {}},
             volumes=[f"{directory}/squid.conf:/etc/squid/squid.conf:ro"]),
         "redis": _service(
-            images["redis"], users["redis"], settings, ["CMD-SHELL", redis_auth], _on_agent_networks(networks, "redis"),
+            images["redis"], users["redis"], settings, ["CMD-SHELL", redis_auth],
+            _on_agent_networks(networks, "redis", redis_users),
             command=["/run/secrets/redis_conf"], secrets=["redis_conf"],
             volumes=[f"{stack['root']}/services/redis:/data:rw"]),
         "dockerproxy": _service(
@@ -212,14 +217,18 @@ def agent_stack_compose(stack: dict[str, Any], images: dict[str, str], settings:
             group_add=[str(settings["docker_gid"])],
             volumes=[f"{directory}/haproxy.cfg:/etc/haproxy/haproxy.cfg:ro", "/var/run/docker.sock:/var/run/docker.sock:rw"]),
     }
+    if not redis_users:  # off unless an agent's model asks for it
+        del services["redis"]
     compose_networks: dict[str, Any] = {
         net["network"]: {**ISOLATED, "ipam": {"config": [{"subnet": net["subnet"]}]}} for net in networks.values()}
     compose_networks["egress"] = {}
-    secrets = {"gateway_key": {"file": f"{directory}/secrets/gateway_key.conf"},
-               "redis_conf": {"file": f"{directory}/secrets/redis.conf"}}
+    secrets = {"gateway_key": {"file": f"{directory}/secrets/gateway_key.conf"}}
+    if redis_users:
+        secrets["redis_conf"] = {"file": f"{directory}/secrets/redis.conf"}
     for agent in stack["agents"]:
         services[agent["name"]] = _agent_service(stack, agent, images, settings, networks[agent["name"]])
-        secrets[f"redis_{agent['name']}"] = {"file": f"{directory}/secrets/redis-{agent['name']}.password"}
+        if agent["redis"]:
+            secrets[f"redis_{agent['name']}"] = {"file": f"{directory}/secrets/redis-{agent['name']}.password"}
     return {"name": settings["project"], "services": services, "networks": compose_networks, "secrets": secrets}
 
 
@@ -234,6 +243,8 @@ def agent_stack_gateway_policy(stack: dict[str, Any]) -> dict[str, dict[str, Any
             for agent in stack["agents"]}
 
 
+REDIS_POLICIES = ("allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu", "volatile-random",
+                  "volatile-ttl", "noeviction")
 KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 PASSWORD = re.compile(r"^[A-Za-z0-9_-]{16,}$")
 UPSTREAM = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -243,7 +254,7 @@ def agent_stack_redis_secret_files(stack: dict[str, Any], directory: str, passwo
     """Each agent's redis password file (derived from the stack's password), owned by its numeric ids."""
     return [{"path": f"{directory}/secrets/redis-{agent['name']}.password", "uid": agent["uid"], "gid": agent["gid"],
              "content": hashlib.sha256(f"{password}:{agent['name']}".encode()).hexdigest(), "mode": "0400"}
-            for agent in stack["agents"]]
+            for agent in stack["agents"] if agent["redis"]]
 
 
 def agent_stack_input_errors(settings: dict[str, Any], api_key: str, redis_password: str, upstream: str,
@@ -253,8 +264,17 @@ def agent_stack_input_errors(settings: dict[str, Any], api_key: str, redis_passw
     if needs_key and not KEY.match(api_key or ""):
         errors.append("agent_stack_api_key: required when an agent uses the claude backend "
                       "(letters, digits, _ and - only)")
-    if not PASSWORD.match(redis_password or ""):
-        errors.append("agent_stack_redis_password: required, at least 16 letters, digits, _ or -")
+    redis_users = [agent["name"] for agent in (stack or {}).get("agents", []) if agent.get("redis")]
+    if (stack is None or redis_users) and not PASSWORD.match(redis_password or ""):
+        errors.append("agent_stack_redis_password: required when an agent has redis: true, at least 16 letters, "
+                      "digits, _ or -")
+    maxmemory = str(settings.get("redis_maxmemory", "128mb"))
+    size = re.match(r"^([1-9][0-9]{0,5})mb$", maxmemory)
+    if not size or int(size.group(1)) > 192:
+        errors.append(f"agent_stack_redis_maxmemory: {maxmemory!r} must be 1mb to 192mb (redis runs in 256m)")
+    if settings.get("redis_maxmemory_policy", "allkeys-lru") not in REDIS_POLICIES:
+        errors.append(f"agent_stack_redis_maxmemory_policy: {settings.get('redis_maxmemory_policy')!r} "
+                      f"is not one of {list(REDIS_POLICIES)}")
     if not UPSTREAM.match(upstream):
         errors.append(f"agent_stack_gateway_upstream: {upstream!r} is not https://host[:port] (the key only travels over TLS)")
     errors += _pool_errors(settings["subnet"], stack)

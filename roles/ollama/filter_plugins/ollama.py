@@ -8,6 +8,10 @@ from typing import Any
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DEB_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+ENDPOINT = re.compile(r"^/api/[a-z]+$")
+# Only this role changes the models every agent shares, and nothing an agent names makes the host
+# contact an address of its choosing.
+ADMIN_ENDPOINTS = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs")
 MODEL = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$")
 
 
@@ -46,8 +50,29 @@ def ollama_input_errors(settings: dict[str, Any], machine: str) -> list[str]:
         errors.append(f"ollama_archive_sha256.{arch}: required (64 hex digits for ollama_version {settings['version']})")
     errors += [f"ollama_models[{i}]: {model!r} is not a model name such as llama3.2:1b"
                for i, model in enumerate(settings["models"]) if not MODEL.match(str(model))]
+    errors += _endpoint_errors(settings.get("agent_endpoints", {"get": [], "post": []}))
+    connections = settings.get("filter_max_connections", 64)
+    if not isinstance(connections, int) or isinstance(connections, bool) or not 1 <= connections <= 10000:
+        errors.append(f"ollama_filter_max_connections: {connections!r} must be 1 to 10000")
     if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", str(settings["user"])) or settings["user"] == "root":
         errors.append(f"ollama_user: {settings['user']!r} must be a system account name other than root")
+    return errors
+
+
+def _endpoint_errors(endpoints: Any) -> list[str]:
+    if not isinstance(endpoints, dict) or set(endpoints) != {"get", "post"}:
+        return ["ollama_agent_endpoints: must be a mapping with exactly get and post lists"]
+    errors = []
+    for method, paths in endpoints.items():
+        if not isinstance(paths, list) or not paths:
+            errors.append(f"ollama_agent_endpoints.{method}: must be a non-empty list of paths")
+            continue
+        for i, path in enumerate(paths):
+            field = f"ollama_agent_endpoints.{method}[{i}]"
+            if not isinstance(path, str) or not ENDPOINT.match(path):
+                errors.append(f"{field}: {path!r} is not an Ollama API path such as /api/chat")
+            elif path in ADMIN_ENDPOINTS:
+                errors.append(f"{field}: {path} changes the shared models or reaches a registry; only this role pulls")
     return errors
 
 
