@@ -16,7 +16,7 @@ from typing import Any
 import agentfleet_probe as probe
 import pytest
 from agent_audit import (agent_audit_breaches, agent_audit_nonce, agent_audit_reports, agent_audit_specs, agent_audit_table,
-                         expected_families)
+                         expected_families, OLLAMA_REFUSED)
 from test_agent_stack_compose import IMAGES, SETTINGS, default_stack
 from agent_stack import agent_stack_compose
 
@@ -178,7 +178,27 @@ def test_only_agents_that_opted_in_must_reach_ollama(specs: dict[str, dict[str, 
     on = {item["agent"]: item["spec"]["ollama"] for item in
           agent_audit_specs(stack, compose, ["172.17.0.2"], {**AUDIT, "ollama": True})}
     assert [name for name, ollama in on.items() if ollama["reachable"]] == ["monitor"]
-    assert on["marie"] == {"socket": "/run/ollama/ollama.sock", "reachable": False}
+    assert on["marie"] == {"socket": "/run/ollama/ollama.sock", "reachable": False, "refused": OLLAMA_REFUSED}
+
+
+def test_the_gateway_policy_and_redis_families_follow_the_model(specs: dict[str, dict[str, Any]]) -> None:
+    marie, anga = specs["marie"]["spec"], specs["anga"]["spec"]
+    assert [case[:2] + case[3:] for case in marie["gateway_refusals"]] == [
+        ["GET", "/v1/files", "endpoints"], ["GET", "/v1/models", "endpoints"], ["POST", "/v1/messages/batches", "endpoints"],
+        ["POST", "/v1/messages", "tools"], ["POST", "/v1/messages", "tools"]]
+    assert marie["redis"]["user"] == "agent-marie" and ["FLUSHALL"] in marie["redis"]["refused"]
+    assert anga["redis"] is None
+    assert {"gateway_policy", "redis_commands"} <= expected_families(marie)
+    assert "redis_commands" not in expected_families(anga) and "ollama_filter" not in expected_families(anga)
+    stack = default_stack()
+    for agent in stack["agents"]:
+        if agent["name"] == "marie":
+            agent["gateway"] = {**agent["gateway"], "endpoints": [*agent["gateway"]["endpoints"], "GET /v1/models"],
+                                "tools": ["web_fetch"]}
+    allowed = {item["agent"]: item["spec"] for item in
+               agent_audit_specs(stack, agent_stack_compose(stack, IMAGES, SETTINGS), ["172.17.0.2"], AUDIT)}
+    assert [case[1] for case in allowed["marie"]["gateway_refusals"]] == ["/v1/files", "/v1/messages/batches",
+                                                                          "/v1/messages"]
 
 
 def test_the_probe_reports_a_socket_it_should_not_reach(tmp_path: Path) -> None:

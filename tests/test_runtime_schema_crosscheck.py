@@ -157,6 +157,8 @@ BASE: dict[str, dict[str, Any]] = {
                   "completed": 0, "pid": 123},
     "gateway-usage": {"agents": {"marie": {"requests": 3, "sent": 10, "received": 20, "status": {"200": 3},
                                            "last": "2026-01-01T00:00:00Z"}}, "since": [1700000000, 5]},
+    "disk-usage": {"updated": 1.5, "complete": True, "agents": {"lea": {
+        "bytes": 4096, "files": 2, "bound_bytes": 67108864, "bound_files": 100, "over": False, "stopped": False}}},
     "proposal": {"id": "t1", "worker": "marie", "base": "a" * 40, "head": "b" * 40, "summary": "did it",
                  "commits": [{"id": "b" * 40, "subject": "v2"}], "files": [{"path": "app.py", "added": 1, "deleted": 1}]},
 }
@@ -241,6 +243,19 @@ CHANGES: dict[str, list[tuple[str, dict[str, Any], bool]]] = {
                                                             "status": {"200": "3"}}}}, False),
         ("last over maxLength", {"agents": {"marie": {**BASE["gateway-usage"]["agents"]["marie"], "last": "l" * 65}}},
          False),
+        ("tokens and refusals by rule", {"agents": {"marie": {**BASE["gateway-usage"]["agents"]["marie"], "tokens": 13,
+                                                              "refused": {"rate": 1}}}}, True),
+        ("negative tokens", {"agents": {"marie": {**BASE["gateway-usage"]["agents"]["marie"], "tokens": -1}}}, False),
+    ],
+    "disk-usage": [
+        ("no agents", {"agents": {}}, True),
+        ("an incomplete count", {"complete": False}, True),
+        ("complete as a string", {"complete": "true"}, False),
+        ("an agent without stopped", {"agents": {"lea": {k: v for k, v in BASE["disk-usage"]["agents"]["lea"].items()
+                                                         if k != "stopped"}}}, False),
+        ("negative bytes", {"agents": {"lea": {**BASE["disk-usage"]["agents"]["lea"], "bytes": -1}}}, False),
+        ("over as a number", {"agents": {"lea": {**BASE["disk-usage"]["agents"]["lea"], "over": 1}}}, False),
+        ("an extra field", {"note": "x"}, False),
     ],
     "proposal": [
         ("no commits and no files", {"commits": [], "files": []}, True),

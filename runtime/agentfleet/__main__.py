@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from . import agentctl
+from . import agentctl, disk
 from .fleet import Fleet
 from .untrusted import printable
 from .config import Config
@@ -46,6 +46,8 @@ def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
     if command == "ctl":
         return agentctl.main(argv[1:])
+    if command == "disk":  # the host's watcher, as root (agentfleet-disk.service)
+        return disk.main(argv[1:])
     if command not in ("worker", "monitor", "idle", "health"):
         print("usage: python3 -m agentfleet worker|monitor|idle|health|ctl ...", file=sys.stderr)
         return 2

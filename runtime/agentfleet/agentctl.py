@@ -18,6 +18,7 @@ from typing import Any
 
 from . import goals, schema
 from .fleet import Fleet, table as fleet_table
+from .disk import disk_table, read_report
 from .gateway_usage import usage_table
 from .proposals import git, has_commit, trusting
 from .team import integrate, share_base
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("prompt")
     commands.add_parser("status", help="agents from their heartbeats; stale ones marked STALE")
     commands.add_parser("usage", help="model API requests per agent, from the gateway's log (the monitor's report)")
+    commands.add_parser("disk", help="what each agent keeps on the host's disk against its bound (the host's watcher)")
     listing = commands.add_parser("results", help="one line per result")
     listing.add_argument("--worker")
     show = commands.add_parser("show", help="one result as JSON")
@@ -219,6 +221,11 @@ def run_task_command(fleet: Fleet, args: argparse.Namespace) -> int:
     elif args.command == "status":
         print(status_table(fleet))
         return 0
+    elif args.command == "disk":
+        try:
+            print(disk_table(read_report(args.root / "disk" / "usage.json")))
+        except Refused as problem:
+            raise SystemExit(f"agentctl: no disk report to trust ({problem}); the host's agentfleet-disk.timer writes it") from None
     elif args.command == "usage":
         report = fleet.usage_report()
         if report is None:

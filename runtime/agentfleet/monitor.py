@@ -13,9 +13,11 @@ from types import FrameType
 
 from . import schema
 from .fleet import Fleet
+from .disk import read_report
 from .gateway_usage import GatewayUsage
 from .config import Config
 from .events import emit
+from .untrusted import Refused
 
 REPORTED = 10_000
 
@@ -32,6 +34,8 @@ class Monitor:
         self.waiting: dict[Path, tuple[tuple[int, int, int], float | None]] = {}
         self.usage = GatewayUsage(config.root / "logs" / config.name / "gateway-usage.json")
         self.usage_error = ""
+        self.disk_over: set[str] = set()
+        self.disk_error = ""
 
     def archive(self, now: float) -> int:
         """Copy each finished result to archive/<its directory's agent>/<its file name>: never a
@@ -100,10 +104,33 @@ class Monitor:
             emit(self.config.name, "archived", count=archived)
         self.report_problems()
         self.count_gateway_requests()
+        self.report_disk()
         schema.write_atomic(self.config.heartbeat, {
             "agent": self.config.name, "kind": self.config.kind, "status": "idle", "task": None, "updated": now,
             "interval": self.config.interval, "completed": self.archived, "pid": os.getpid(),
             "stale": stale})
+
+    def report_disk(self) -> None:
+        """Announce each agent the host's disk watcher finds over its bound, once, and when it is back under."""
+        path = self.config.root / "disk" / "usage.json"
+        if not os.path.lexists(path):
+            return
+        try:
+            agents = read_report(path)["agents"]
+        except Refused as problem:
+            if str(problem) != self.disk_error:
+                emit(self.config.name, "disk-report-refused", reason=str(problem))
+                self.disk_error = str(problem)
+            return
+        self.disk_error = ""
+        over = {name for name, state in agents.items() if state["over"]}
+        for name in sorted(over - self.disk_over):
+            state = agents[name]
+            emit(self.config.name, "disk-over-bound", of=name, bytes=state["bytes"], bound_bytes=state["bound_bytes"],
+                 files=state["files"], bound_files=state["bound_files"], stopped=state["stopped"])
+        for name in sorted(self.disk_over - over):
+            emit(self.config.name, "disk-back-under", of=name)
+        self.disk_over = over
 
     def count_gateway_requests(self) -> None:
         if not self.config.docker_api:

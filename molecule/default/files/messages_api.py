@@ -78,7 +78,7 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, "application/json", json.dumps(SEEN).encode())
             return
         SEEN.append({"path": self.path, "x-api-key": self.headers.get("x-api-key"), "prompt": ""})
-        self.reply(200 if self.path == "/v1/models" else 404, "application/json", b'{"data": []}')
+        self.reply(200 if self.path.split("?")[0] == "/v1/models" else 404, "application/json", b'{"data": []}')
 
     def do_POST(self) -> None:  # noqa: N802
         request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")

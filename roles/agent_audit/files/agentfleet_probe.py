@@ -329,6 +329,65 @@ def check_gateway(spec: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def check_gateway_policy(spec: dict[str, Any]) -> list[Row]:
+    """Requests the agent's gateway policy refuses: each must get the gateway's own refusal, naming
+    its rule. Only refusals are sent: an allowed request would reach the real model API."""
+    rows = []
+    for method, path, body, rule in spec.get("gateway_refusals", []):
+        label = f"{method} {path}" + (f" ({rule})" if rule != "endpoints" else "")
+        try:
+            status, text = http_status(spec["gateway"], method, path, body=body.encode() if body else None)
+        except OSError as error:
+            rows.append(row("gateway_policy", label, False, f"failed ({error})"))
+            continue
+        named = re.search(r"agentfleet gateway: denied by rule ([a-z-]+)", text)
+        seen = f"HTTP {status}" + (f" (rule {named.group(1)})" if named else "")
+        rows.append(row("gateway_policy", label, status in (403, 413) and named is not None and named.group(1) == rule, seen))
+    return rows
+
+
+def redis_command(stream: Any, *words: bytes) -> str:
+    stream.write(b"".join([b"*%d\r\n" % len(words)] + [b"$%d\r\n%s\r\n" % (len(w), w) for w in words]))
+    stream.flush()
+    return str(stream.readline(400).decode("utf-8", "replace").strip())
+
+
+def check_redis_commands(spec: dict[str, Any]) -> list[Row]:
+    """An agent with a redis login: instance-wide commands must be refused (NOPERM)."""
+    redis = spec.get("redis")
+    if not redis:
+        return []
+    try:
+        connection = socket.create_connection((redis["host"], redis["port"]), timeout=TIMEOUT * 3)
+        stream = connection.makefile("rwb")
+        with open("/run/secrets/redis_password", "rb") as handle:
+            login = redis_command(stream, b"AUTH", redis["user"].encode(), handle.read().strip())
+    except OSError as error:
+        return [row("redis_commands", "login", False, f"failed ({error})")]
+    rows = [row("redis_commands", "login", login == "+OK", login[:80])]
+    for words in redis["refused"]:
+        answer = redis_command(stream, *(word.encode() for word in words))
+        rows.append(row("redis_commands", " ".join(words), answer.startswith("-NOPERM"), answer[:80]))
+    connection.close()
+    return rows
+
+
+def check_ollama_filter(spec: dict[str, Any]) -> list[Row]:
+    """An agent with the Ollama socket: the endpoints that change shared models get the filter's 403."""
+    ollama = spec.get("ollama") or {}
+    if not ollama.get("reachable"):
+        return []
+    rows = []
+    for method, path in ollama["refused"]:
+        try:
+            status, text = http_status(ollama["socket"], method, path, body=b"{}")
+            rows.append(row("ollama_filter", f"{method} {path}", status == 403 and "denied by rule endpoints" in text,
+                            f"HTTP {status}"))
+        except OSError as error:
+            rows.append(row("ollama_filter", f"{method} {path}", False, f"failed ({error})"))
+    return rows
+
+
 def check_key_hunt(spec: dict[str, Any]) -> list[Row]:
     """Look for a model API key anywhere this agent can read: environments, files, the gateway's files."""
     found = []
@@ -389,6 +448,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "host_filesystem": check_host_filesystem, "paths": check_paths, "processes": check_processes,
     "network": check_network, "docker_api": check_docker_api, "egress_proxy": check_egress_proxy,
     "gateway": check_gateway, "key_hunt": check_key_hunt, "ollama": check_ollama,
+    "gateway_policy": check_gateway_policy, "redis_commands": check_redis_commands, "ollama_filter": check_ollama_filter,
 }
 
 

@@ -74,9 +74,36 @@ def agent_audit_specs(stack: dict[str, Any], compose: dict[str, Any], host_addre
             "proxy": f"egress:{SERVICE_PORTS['egress']}", "proxy_cases": _proxy_cases(agent, settings["connect_allowed"]),
             "gateway": f"gateway:{SERVICE_PORTS['gateway']}", "outside_http": settings["outside_http"],
             # From the model, not the compose file: a wrong mount must show up as a breach.
-            "ollama": {"socket": OLLAMA_SOCKET, "reachable": bool(settings.get("ollama")) and bool(agent.get("ollama"))},
+            "ollama": {"socket": OLLAMA_SOCKET, "reachable": bool(settings.get("ollama")) and bool(agent.get("ollama")),
+                       "refused": OLLAMA_REFUSED},
+            "gateway_refusals": _gateway_refusals(agent["gateway"]),
+            "redis": {"host": "redis", "port": SERVICE_PORTS["redis"], "user": agent["account"],
+                      "refused": REDIS_REFUSED} if agent["redis"] else None,
         }})
     return specs
+
+
+# Requests the gateway refuses unless the agent's policy allows them (then they are not sent: they
+# would reach the real model API).
+WEB_FETCH = json.dumps({"model": "audit", "max_tokens": 1, "messages": [{"role": "user", "content": "audit"}],
+                        "tools": [{"type": "web_fetch_20250910", "name": "web_fetch"}]})
+MCP = json.dumps({"model": "audit", "max_tokens": 1, "messages": [{"role": "user", "content": "audit"}],
+                  "mcp_servers": [{"type": "url", "url": "https://mcp.agentfleet.invalid/sse", "name": "audit"}]})
+REDIS_REFUSED = [["KEYS", "*"], ["SCAN", "0"], ["FLUSHALL"], ["CONFIG", "GET", "maxmemory"], ["EVAL", "return 1", "0"],
+                 ["PUBSUB", "CHANNELS"], ["CLIENT", "LIST"]]
+OLLAMA_REFUSED = [["POST", "/api/pull"], ["POST", "/api/create"], ["DELETE", "/api/delete"], ["POST", "/api/copy"]]
+
+
+def _gateway_refusals(policy: dict[str, Any]) -> list[list[str]]:
+    cases = [["GET", "/v1/files", "", "endpoints"], ["GET", "/v1/models", "", "endpoints"],
+             ["POST", "/v1/messages/batches", "{}", "endpoints"]]
+    cases = [case for case in cases if f"{case[0]} {case[1]}" not in policy["endpoints"]]
+    if "POST /v1/messages" in policy["endpoints"]:
+        if "web_fetch" not in policy["tools"] and "web_fetch_20250910" not in policy["tools"]:
+            cases.append(["POST", "/v1/messages", WEB_FETCH, "tools"])
+        if "https://mcp.agentfleet.invalid/sse" not in policy["mcp_servers"]:
+            cases.append(["POST", "/v1/messages", MCP, "tools"])
+    return cases
 
 
 # Families every probe reports, whatever its spec; the rest depend on what the spec asks.
@@ -90,7 +117,9 @@ def expected_families(spec: dict[str, Any]) -> set[str]:
     """Every check family the probe must report for spec: a missing one is a breach, not a pass."""
     families = set(ALWAYS) | {family for family, targets in spec["unreachable"].items() if targets}
     optional = {"agent_files": spec["paths"], "needed_services": spec["reachable"],
-                "external_dns": spec["outside_names"], "gateway_other_host": spec["gateway"] and spec["outside_http"]}
+                "external_dns": spec["outside_names"], "gateway_other_host": spec["gateway"] and spec["outside_http"],
+                "gateway_policy": spec.get("gateway_refusals"), "redis_commands": spec.get("redis"),
+                "ollama_filter": (spec.get("ollama") or {}).get("reachable")}
     return families | {family for family, wanted in optional.items() if wanted}
 
 

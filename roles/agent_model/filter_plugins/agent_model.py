@@ -45,6 +45,8 @@ GATEWAY = {"endpoints": ["POST /v1/messages", "POST /v1/messages/count_tokens"],
            "budget_requests": 0, "budget_tokens": 0}
 GATEWAY_LIMITS = {"max_body_mb": (1, 64), "rate_per_minute": (1, 60000), "burst": (0, 10000), "connections": (1, 1000),
                   "budget_requests": (0, 10**9), "budget_tokens": (0, 10**12)}
+# What an agent may keep on the host's disk (files it owns anywhere in the tree): MiB and files.
+DISK = {"mb": 10240, "files": 1_000_000}
 ENDPOINT = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) (/[A-Za-z0-9_-]+)+$")
 TOOL_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MCP_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
@@ -131,7 +133,18 @@ def _agent_errors(index: int, agent: Any, model: Model) -> list[str]:
         errors += [f"{label}.egress[{i}]: {domain!r} is not a domain name such as registry.npmjs.org or .npmjs.org "
                    "(raw IP addresses and wildcards are never allowed)"
                    for i, domain in enumerate(egress) if not isinstance(domain, str) or not DOMAIN.match(domain)]
-    return errors + _gateway_errors(label, agent, model)
+    return errors + _gateway_errors(label, agent, model) + _disk_errors(label, agent, model)
+
+
+def _disk_errors(label: str, agent: dict[str, Any], model: Model) -> list[str]:
+    for field, value in (("agent_model_defaults.disk", model["defaults"].get("disk", {})), (f"{label}.disk", agent.get("disk", {}))):
+        if not isinstance(value, dict):
+            return [f"{field}: must be a mapping with mb and files"]
+        if set(value) - set(DISK):
+            return [f"{field}.{key}: unknown field (known: mb, files)" for key in sorted(set(value) - set(DISK))]
+    disk = _with_defaults(agent, model["defaults"])["disk"]
+    return [f"{label}.disk.{key}: {disk[key]!r} must be a whole number from 1 to 100000000"
+            for key in DISK if not isinstance(disk[key], int) or isinstance(disk[key], bool) or not 1 <= disk[key] <= 10**8]
 
 
 def _gateway_errors(label: str, agent: dict[str, Any], model: Model) -> list[str]:
@@ -296,6 +309,8 @@ def _with_defaults(agent: dict[str, Any], defaults: dict[str, Any]) -> dict[str,
     merged.setdefault("role", "")
     merged.setdefault("egress", [])
     merged["redis"] = agent.get("redis") is True
+    common, own = defaults.get("disk"), agent.get("disk")
+    merged["disk"] = {**DISK, **(common if isinstance(common, dict) else {}), **(own if isinstance(own, dict) else {})}
     merged["gateway"] = _gateway(agent, defaults)
     return merged
 
@@ -365,6 +380,8 @@ def _paths(model: Model, agents: list[dict[str, Any]], accounts: dict[str, list[
                         "0750", "archive", observers + ([archiver] if archiver else []), [archiver] if archiver else []))
     paths.append(_entry(f"{root}/common", root_id, group["agentfleet-common"], "3770", "common", names, names))
     paths.append(_entry(f"{root}/retired", root_id, ("root", ROOT_UID), "0700", "retired", [], []))
+    # The host's disk watcher (root) reports each agent's usage against its bound here.
+    paths.append(_entry(f"{root}/disk", root_id, observers_group, "0750", "disk", observers, []))
     dispatch_owner = user[account[dispatcher]] if dispatcher else root_id
     dispatchers = [dispatcher] if dispatcher else []
     for agent in agents:

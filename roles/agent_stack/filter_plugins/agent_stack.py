@@ -34,7 +34,7 @@ def agent_stack_mounts(stack: dict[str, Any], name: str) -> list[str]:
     root, mounts = stack["root"], []
     for entry in stack["paths"]:
         relative = entry["path"][len(root):].lstrip("/")
-        if relative.count("/") != 1 and relative not in ("archive", "common"):
+        if relative.count("/") != 1 and relative not in ("archive", "common", "disk"):
             continue
         if name in entry["write"]:
             mounts.append(f"{entry['path']}:{INSIDE}/{relative}:rw")
@@ -232,6 +232,12 @@ def agent_stack_compose(stack: dict[str, Any], images: dict[str, str], settings:
     return {"name": settings["project"], "services": services, "networks": compose_networks, "secrets": secrets}
 
 
+def agent_stack_disk_bounds(stack: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """What the host's disk watcher needs of each agent: its uid and its bound."""
+    uids = {user["name"]: user["uid"] for user in stack["users"]}
+    return {agent["name"]: {"uid": uids[agent["account"]], **agent["disk"]} for agent in stack["agents"]}
+
+
 def agent_stack_gateway_policy(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """What the gateway's policy (files/gateway.js) checks of each agent; nginx.conf holds its rate
     and connection limits."""
@@ -284,7 +290,8 @@ def agent_stack_input_errors(settings: dict[str, Any], api_key: str, redis_passw
     if stack and not socket_dir:
         errors += [f"agent_stack_ollama_socket_dir: {agent['name']} uses the ollama backend, which needs the socket "
                    "(enable Ollama on this host)" for agent in stack["agents"] if agent["backend"]["type"] == "ollama"]
-    for field in ("heartbeat_interval", "health_interval", "stop_grace", "retention", "wait_timeout"):
+    for field in ("heartbeat_interval", "health_interval", "stop_grace", "retention", "wait_timeout", "disk_interval",
+                  "disk_max_entries"):
         value = settings.get(field)
         if value is not None and (not isinstance(value, int) or value < 1):
             errors.append(f"agent_stack_{field}: {value!r} must be a whole number of seconds >= 1")
@@ -339,4 +346,5 @@ class FilterModule:
                 "agent_stack_redis_secret_files": agent_stack_redis_secret_files,
                 "agent_stack_networks": agent_stack_networks, "agent_stack_leaving": agent_stack_leaving,
                 "agent_stack_runtime_tree": agent_stack_runtime_tree,
-                "agent_stack_gateway_policy": agent_stack_gateway_policy}
+                "agent_stack_gateway_policy": agent_stack_gateway_policy,
+                "agent_stack_disk_bounds": agent_stack_disk_bounds}
