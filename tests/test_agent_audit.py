@@ -16,7 +16,7 @@ from typing import Any
 import agentfleet_probe as probe
 import pytest
 from agent_audit import (agent_audit_breaches, agent_audit_nonce, agent_audit_reports, agent_audit_specs, agent_audit_table,
-                         expected_families, OLLAMA_REFUSED)
+                         expected_families, OLLAMA_REFUSED, agent_audit_disk_rows)
 from test_agent_stack_compose import IMAGES, SETTINGS, default_stack
 from agent_stack import agent_stack_compose
 
@@ -214,3 +214,21 @@ def test_the_probe_reports_a_socket_it_should_not_reach(tmp_path: Path) -> None:
     assert rows[0]["observed"].startswith("HTTP 200")
     missing = run_probe({"agent": "host", "checks": ["ollama"], "ollama": {"socket": path + ".gone", "reachable": False}})
     assert missing[0]["ok"] and missing[0]["observed"] == "ENOENT"
+
+
+def test_disk_rows_need_a_fresh_report_with_the_models_bounds_and_nobody_over() -> None:
+    stack = default_stack()
+    state = {"bytes": 4096, "files": 3, "bound_bytes": 10240 * 1024 * 1024, "bound_files": 1_000_000,
+             "over": False, "stopped": False}
+    agents: dict[str, dict[str, Any]] = {agent["name"]: dict(state) for agent in stack["agents"]}
+    report = {"updated": 1000.0, "complete": True, "agents": agents}
+    rows = agent_audit_disk_rows(json.dumps(report), stack, 1010.0, 30)
+    assert all(found[0]["ok"] for found in rows.values()), rows
+    agents["marie"]["over"] = True
+    agents["anga"]["bound_bytes"] = 1
+    del agents["fabien"]
+    rows = agent_audit_disk_rows(json.dumps(report), stack, 1010.0, 30)
+    assert [name for name, found in rows.items() if not found[0]["ok"]] == ["marie", "anga", "fabien"]
+    stale = agent_audit_disk_rows(json.dumps(report), stack, 1000.0 + 91, 30)
+    assert all("91 s old" in found[0]["observed"] for found in stale.values())
+    assert all(not found[0]["ok"] for found in agent_audit_disk_rows("", stack, 0, 30).values())

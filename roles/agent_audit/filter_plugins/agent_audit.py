@@ -132,7 +132,36 @@ def agent_audit_nonce(nonce: str, agent: str) -> str:
     return hashlib.sha256(f"{nonce}:{agent}".encode()).hexdigest()
 
 
-def agent_audit_reports(runs: list[dict[str, Any]], specs: list[dict[str, Any]], nonce: str) -> list[dict[str, Any]]:
+def agent_audit_disk_rows(report_text: str, stack: dict[str, Any], now: float, interval: int) -> dict[str, list[dict[str, Any]]]:
+    """disk_bound rows per agent, judged on the host: the watcher's report is fresh (three of its
+    intervals, at least a minute), lists the agent with its model's bound, and finds it under it."""
+    try:
+        report = json.loads(report_text) if report_text else None
+        if not isinstance(report, dict) or not isinstance(report.get("agents"), dict):
+            raise ValueError("no report from the disk watcher (is agentfleet-disk.timer running?)")
+        age = now - float(report["updated"])
+        if age > max(3 * interval, 60):
+            raise ValueError(f"the disk watcher's report is {age:.0f} s old")
+    except (ValueError, TypeError, KeyError) as problem:
+        return {agent["name"]: [{"check": "disk_bound", "target": "report", "ok": False, "observed": str(problem)[:300]}]
+                for agent in stack["agents"]}
+    rows = {}
+    for agent in stack["agents"]:
+        state, bound = report["agents"].get(agent["name"]), agent["disk"]
+        target = f"{bound['mb']} MiB, {bound['files']} files"
+        if not isinstance(state, dict):
+            rows[agent["name"]] = [{"check": "disk_bound", "target": target, "ok": False, "observed": "not counted"}]
+            continue
+        ok = (state.get("bound_bytes") == bound["mb"] * 1024 * 1024 and state.get("bound_files") == bound["files"]
+              and state.get("over") is False)
+        observed = f"{int(state.get('bytes', 0)) // (1024 * 1024)} MiB, {state.get('files')} files" + (
+            ", OVER" if state.get("over") else "")
+        rows[agent["name"]] = [{"check": "disk_bound", "target": target, "ok": ok, "observed": observed}]
+    return rows
+
+
+def agent_audit_reports(runs: list[dict[str, Any]], specs: list[dict[str, Any]], nonce: str,
+                        host_rows: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """Each agent's report as judged here: the probe must have exited 0 and printed the nonce this
     run chose for that agent, about that agent, with every family its spec asks for; otherwise a
     breach says why. runs are the exec results (stdout, rc), in the order of specs."""
@@ -157,7 +186,7 @@ def agent_audit_reports(runs: list[dict[str, Any]], specs: list[dict[str, Any]],
                 raise ValueError(f"no rows for {', '.join(missing)}")
         except (ValueError, RecursionError) as problem:
             rows.append(_integrity(agent, str(problem)))
-        reports.append({"agent": agent, "rows": rows})
+        reports.append({"agent": agent, "rows": rows + (host_rows or {}).get(agent, [])})
     return reports
 
 
@@ -195,5 +224,5 @@ def _printable(text: str) -> str:
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"agent_audit_specs": agent_audit_specs, "agent_audit_reports": agent_audit_reports,
-                "agent_audit_nonce": agent_audit_nonce,
+                "agent_audit_nonce": agent_audit_nonce, "agent_audit_disk_rows": agent_audit_disk_rows,
                 "agent_audit_table": agent_audit_table, "agent_audit_breaches": agent_audit_breaches}
