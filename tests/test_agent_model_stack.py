@@ -174,3 +174,22 @@ def test_a_bad_gateway_policy_is_refused_naming_the_field(gateway: Any, message:
     agents = [*DEFAULTS["agent_model_agents"][:1], {"name": "marie", "kind": "worker", "uid": 10001, "gateway": gateway}]
     errors = agent_model_errors(model(agents=agents))
     assert any(message in error for error in errors), errors
+
+
+@pytest.mark.parametrize(("disk", "message"), [
+    ({"gb": 1}, "agent_model_agents[1] (marie).disk.gb: unknown field (known: mb, files)"),
+    ({"mb": 0}, "agent_model_agents[1] (marie).disk.mb: 0 must be a whole number from 1 to 100000000"),
+    ({"files": "many"}, "disk.files: 'many' must be"),
+    ([], "agent_model_agents[1] (marie).disk: must be a mapping with mb and files"),
+])
+def test_a_bad_disk_bound_is_refused_naming_the_field(disk: Any, message: str) -> None:
+    agents = [*DEFAULTS["agent_model_agents"][:1], {"name": "marie", "kind": "worker", "uid": 10001, "disk": disk}]
+    errors = agent_model_errors(model(agents=agents))
+    assert any(message in error for error in errors), errors
+
+
+def test_the_disk_bound_merges_field_by_field() -> None:
+    defaults = {**DEFAULTS["agent_model_defaults"], "disk": {"files": 5000}}
+    agents = [*DEFAULTS["agent_model_agents"][:1], {"name": "marie", "kind": "worker", "uid": 10001, "disk": {"mb": 64}}]
+    stack = agent_model_stack(model(agents=agents, defaults=defaults))
+    assert [agent["disk"] for agent in stack["agents"]] == [{"mb": 10240, "files": 5000}, {"mb": 64, "files": 5000}]
