@@ -68,3 +68,18 @@ def test_only_a_report_root_wrote_is_read(tmp_path: Path) -> None:
     os.chown(report, 12345, 12345)  # what an agent would write
     with pytest.raises(Refused, match="owned by uid 12345, not 0"):
         disk.read_report(report)
+
+
+def test_agentctl_disk_prints_the_watchers_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agentfleet import agentctl
+    (tmp_path / "disk").mkdir()
+    state = {"bytes": 3 * disk.MIB, "files": 4, "bound_bytes": 64 * disk.MIB, "bound_files": 100, "over": False,
+             "stopped": False}
+    (tmp_path / "disk" / "usage.json").write_text(json.dumps({"updated": 1.0, "complete": True, "agents": {"lea": state}}))
+    if ME != 0:
+        pytest.skip("the report must be root's")
+    assert agentctl.main(["--root", str(tmp_path), "disk"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split() == ["lea", "3.0", "64", "4", "100", "ok"]
+    os.chown(tmp_path / "disk" / "usage.json", 12345, 12345)
+    with pytest.raises(SystemExit, match="no disk report to trust"):
+        agentctl.main(["--root", str(tmp_path), "disk"])

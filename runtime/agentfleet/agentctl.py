@@ -226,6 +226,7 @@ def run_task_command(fleet: Fleet, args: argparse.Namespace) -> int:
             print(disk_table(read_report(args.root / "disk" / "usage.json")))
         except Refused as problem:
             raise SystemExit(f"agentctl: no disk report to trust ({problem}); the host's agentfleet-disk.timer writes it") from None
+        return 0
     elif args.command == "usage":
         report = fleet.usage_report()
         if report is None:

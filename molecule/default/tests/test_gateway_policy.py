@@ -145,7 +145,7 @@ def test_a_body_over_the_agents_bound_is_refused(host: testinfra.host.Host) -> N
 
 
 def test_the_rate_limit_trips_at_its_value_while_a_neighbour_is_served(host: testinfra.host.Host) -> None:
-    """olga: 6 a minute with a burst of 2, so 3 at once pass and the rest get 429 rule rate."""
+    """olga: 30 a minute with a burst of 2, so 3 at once pass and the rest get 429 rule rate."""
     results = send(host, "olga", ("POST", "/v1/messages", message("rate"), 6, False))
     assert [status for status, _ in results] == [200, 200, 200, 429, 429, 429], results
     assert rules(results)[3:] == ["rate"] * 3

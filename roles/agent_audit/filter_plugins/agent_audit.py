@@ -76,7 +76,7 @@ def agent_audit_specs(stack: dict[str, Any], compose: dict[str, Any], host_addre
             # From the model, not the compose file: a wrong mount must show up as a breach.
             "ollama": {"socket": OLLAMA_SOCKET, "reachable": bool(settings.get("ollama")) and bool(agent.get("ollama")),
                        "refused": OLLAMA_REFUSED},
-            "gateway_refusals": _gateway_refusals(agent["gateway"]),
+            "gateway_refusals": _gateway_refusals(agent["gateway"]), "gateway_rate": agent["gateway"]["rate_per_minute"],
             "redis": {"host": "redis", "port": SERVICE_PORTS["redis"], "user": agent["account"],
                       "refused": REDIS_REFUSED} if agent["redis"] else None,
         }})
