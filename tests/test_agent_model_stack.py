@@ -193,3 +193,13 @@ def test_the_disk_bound_merges_field_by_field() -> None:
     agents = [*DEFAULTS["agent_model_agents"][:1], {"name": "marie", "kind": "worker", "uid": 10001, "disk": {"mb": 64}}]
     stack = agent_model_stack(model(agents=agents, defaults=defaults))
     assert [agent["disk"] for agent in stack["agents"]] == [{"mb": 10240, "files": 5000}, {"mb": 64, "files": 5000}]
+
+
+@pytest.mark.parametrize(("defaults", "message"), [
+    ({"backend": {"type": "command", "argv": ["true"]}}, "agent_model_agents[0] (orchestrator).runtime: not set, here or in agent_model_defaults"),
+    ({"backend": {"type": "command", "argv": ["true"]}}, "agent_model_agents[0] (orchestrator).image: not set"),
+    ({**DEFAULTS["agent_model_defaults"], "resources": "big"}, "agent_model_defaults.resources: must be a mapping"),
+])
+def test_a_partial_defaults_dict_names_the_missing_field_instead_of_crashing(defaults: dict[str, Any], message: str) -> None:
+    errors = agent_model_errors(model(defaults=defaults))
+    assert any(message in error for error in errors), errors

@@ -104,6 +104,11 @@ def _agent_errors(index: int, agent: Any, model: Model) -> list[str]:
     errors += _id_errors(f"{label}.uid", agent.get("uid"), floor)
     errors += _id_errors(f"{label}.gid", agent.get("gid", agent.get("uid")), floor)
     merged = _with_defaults(agent, model["defaults"])
+    for nested in ("resources", "backend"):
+        for field, value in ((f"agent_model_defaults.{nested}", model["defaults"].get(nested, {})),
+                             (f"{label}.{nested}", agent.get(nested, {}))):
+            if not isinstance(value, dict):
+                errors.append(f"{field}: must be a mapping")
     resources = merged["resources"]
     if not isinstance(resources.get("cpus"), (int, float)) or resources["cpus"] <= 0:
         errors.append(f"{label}.resources.cpus: {resources.get('cpus')!r} must be a number above 0")
@@ -111,9 +116,13 @@ def _agent_errors(index: int, agent: Any, model: Model) -> list[str]:
         errors.append(f"{label}.resources.memory: {resources.get('memory')!r} must look like 512m or 2g")
     if not isinstance(resources.get("pids"), int) or resources["pids"] < 32:
         errors.append(f"{label}.resources.pids: {resources.get('pids')!r} must be an integer >= 32")
-    if not RUNTIME.match(str(merged["runtime"])):
+    for field in ("runtime", "image"):
+        if field not in merged:
+            errors.append(f"{label}.{field}: not set, here or in agent_model_defaults (which replaces the role's "
+                          "default as a whole: give it every field)")
+    if "runtime" in merged and not RUNTIME.match(str(merged["runtime"])):
         errors.append(f"{label}.runtime: {merged['runtime']!r} is not a runtime name")
-    if not str(merged["image"]).strip():
+    if "image" in merged and not str(merged["image"]).strip():
         errors.append(f"{label}.image: must not be empty")
     backend = merged["backend"]
     if backend.get("type") not in BACKENDS:
@@ -303,7 +312,8 @@ def _uses_ollama(model: Model, agent: dict[str, Any]) -> bool:
 def _with_defaults(agent: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     merged = {**defaults, **agent}
     for nested in ("resources", "backend"):
-        merged[nested] = {**defaults.get(nested, {}), **(agent.get(nested) or {})}
+        common, own = defaults.get(nested), agent.get(nested)
+        merged[nested] = {**(common if isinstance(common, dict) else {}), **(own if isinstance(own, dict) else {})}
     merged.setdefault("gid", agent.get("uid"))
     merged.setdefault("description", "")
     merged.setdefault("role", "")

@@ -1,0 +1,40 @@
+"""The shipped example inventory passes the checks a deploy runs on it, host by host (its vault
+variables stay unresolved: they are secrets the example cannot hold)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from agent_model import agent_model_errors, agent_model_stack
+from agent_stack import agent_stack_input_errors
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = {**yaml.safe_load((ROOT / "roles" / "agent_model" / "defaults" / "main.yml").read_text()),
+            **yaml.safe_load((ROOT / "roles" / "agent_stack" / "defaults" / "main.yml").read_text())}
+
+
+def hostvars() -> dict[str, dict[str, Any]]:
+    command = shutil.which("ansible-inventory")
+    if command is None:
+        pytest.skip("ansible-inventory is not on PATH (run inside the toolchain's venv)")
+    listed = subprocess.run([command, "-i", str(ROOT / "inventories" / "example"), "--list"], capture_output=True,
+                            text=True, check=True, cwd=ROOT)
+    found: dict[str, dict[str, Any]] = json.loads(listed.stdout)["_meta"]["hostvars"]
+    return found
+
+
+@pytest.mark.parametrize("host", ["agents-1.example.test", "agents-2.example.test", "agents-air.example.test"])
+def test_each_example_host_passes_the_model_and_stack_checks(host: str) -> None:
+    values = {**DEFAULTS, **hostvars()[host]}
+    model = {name.removeprefix("agent_model_"): value for name, value in values.items() if name.startswith("agent_model_")}
+    assert agent_model_errors(model) == []
+    stack = agent_model_stack(model)
+    settings = {name.removeprefix("agent_stack_"): value for name, value in values.items() if name.startswith("agent_stack_")}
+    settings["ollama_socket_dir"] = "/run/agentfleet-ollama" if values.get("agentfleet_ollama") else ""
+    assert agent_stack_input_errors(settings, "sk-ant-from-vault", "p" * 16, settings["gateway_upstream"], True, stack) == []
