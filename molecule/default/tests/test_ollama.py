@@ -21,6 +21,8 @@ HARDENING = {"User": "ollama", "NoNewPrivileges": "yes", "ProtectSystem": "stric
              "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectControlGroups": "yes",
              "LockPersonality": "yes", "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
              "IPAddressDeny": "0.0.0.0/0 ::/0"}
+# systemd prints these lists in no fixed order.
+UNORDERED = ("RestrictAddressFamilies", "IPAddressDeny", "IPAddressAllow")
 # Ask Ollama through the runtime's own client: the argv the ollama backend runs.
 ASK = f"python3 -m agentfleet.ollama {SOCKET} {MODEL} hello"
 
@@ -32,6 +34,13 @@ def exposure(host: testinfra.host.Host, unit: str) -> float:
     return float(found.group(1))
 
 
+def unit_properties(host: testinfra.host.Host, unit: str, names: list[str]) -> dict[str, str]:
+    shown = host.check_output(f"systemctl show {unit} -p {','.join(names)}")
+    properties = dict(line.split("=", 1) for line in shown.splitlines())
+    return {name: " ".join(sorted(value.split())) if name in UNORDERED else value
+            for name, value in properties.items()}
+
+
 def test_ollama_listens_on_loopback_only(host: testinfra.host.Host) -> None:
     listeners = host.check_output("ss -Hltnp").splitlines()
     ollama = [line.split()[3] for line in listeners if ":11434" in line.split()[3]]
@@ -39,10 +48,7 @@ def test_ollama_listens_on_loopback_only(host: testinfra.host.Host) -> None:
 
 
 def test_the_unit_is_hardened(host: testinfra.host.Host) -> None:
-    shown = host.check_output(f"systemctl show ollama -p {','.join(HARDENING)}")
-    properties = dict(line.split("=", 1) for line in shown.splitlines())
-    properties["RestrictAddressFamilies"] = " ".join(sorted(properties.get("RestrictAddressFamilies", "").split()))
-    assert properties == HARDENING
+    assert unit_properties(host, "ollama", list(HARDENING)) == HARDENING
     pid = host.check_output("systemctl show ollama -p MainPID --value")
     assert host.check_output(f"ps -o user= -p {pid}") == "ollama"
 
@@ -148,8 +154,8 @@ def test_ollama_reaches_nothing_beyond_loopback_once_its_models_are_pulled(host:
     """The stand-in's pull connects to its "registry", the tests' outside address: refused in the unit."""
     pull = host.run(f"OLLAMA_HOST=127.0.0.1:11434 /opt/ollama/bin/ollama pull agentfleet-{uuid.uuid4().hex[:8]}:x")
     assert pull.rc != 0 and "registry unreachable" in pull.stderr, (pull.stdout, pull.stderr)
-    shown = host.check_output("systemctl show ollama -p IPAddressDeny -p IPAddressAllow")
-    assert "IPAddressDeny=0.0.0.0/0 ::/0" in shown and "127.0.0.0/8" in shown, shown
+    shown = unit_properties(host, "ollama", ["IPAddressDeny", "IPAddressAllow"])
+    assert shown == {"IPAddressDeny": "0.0.0.0/0 ::/0", "IPAddressAllow": "127.0.0.0/8 ::1/128"}, shown
     # Control: the same connect from a unit without the address filter reaches the outside.
     control = host.run(f"systemd-run --wait --pipe --quiet -p DynamicUser=yes python3 -c {shlex.quote(CONNECT_OUTSIDE)}")
     assert control.rc == 0 and control.stdout.strip() == "connected", control.stderr
