@@ -1,0 +1,29 @@
+"""The repository is the collection agentfleet.fleet: it builds, and the artifact holds the roles,
+playbooks, runtime and license but none of the development tree."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_collection_builds_with_what_users_need_and_nothing_else(tmp_path: Path) -> None:
+    command = shutil.which("ansible-galaxy")
+    if command is None:
+        pytest.skip("ansible-galaxy is not on PATH (run inside the toolchain's venv)")
+    subprocess.run([command, "collection", "build", "--output-path", str(tmp_path)], cwd=ROOT, check=True,
+                   capture_output=True)
+    with tarfile.open(tmp_path / "agentfleet-fleet-0.1.0.tar.gz") as artifact:
+        names = set(artifact.getnames())
+    for needed in ("LICENSE", "CHANGELOG.md", "meta/runtime.yml", "playbooks/site.yml", "roles/agent_stack/files/gateway.js",
+                   "runtime/agentfleet/worker.py", "runtime/schemas/task.schema.json"):
+        assert needed in names, needed
+    tops = {name.split("/")[0] for name in names}
+    assert not tops & {".venv", "molecule", "tests", "bench", "scripts", "collections", ".hypothesis", ".git"}, tops
+    assert not any("__pycache__" in name for name in names)
