@@ -32,7 +32,7 @@ import yaml
 from table import print_table
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "roles" / "agent_model" / "filter_plugins"), str(ROOT / "roles" / "agent_stack" / "filter_plugins")]
+sys.path[:0] = [str(ROOT / "plugins" / "filter")]
 from agent_model import agent_model_stack  # noqa: E402
 from agent_stack import agent_stack_gateway_policy, agent_stack_networks  # noqa: E402
 

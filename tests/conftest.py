@@ -1,4 +1,4 @@
-"""Make the roles' filter plugins and modules importable as plain Python modules."""
+"""Make the collection's filter plugins and modules importable as plain Python modules."""
 
 from __future__ import annotations
 
@@ -6,6 +6,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for plugins in sorted([*ROOT.glob("roles/*/filter_plugins"), *ROOT.glob("roles/*/library"), ROOT / "runtime",
+for plugins in sorted([ROOT / "plugins" / "filter", ROOT / "plugins" / "modules", ROOT / "runtime",
                        ROOT / "roles" / "agent_audit" / "files"]):
     sys.path.insert(0, str(plugins))

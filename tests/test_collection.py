@@ -27,3 +27,21 @@ def test_the_collection_builds_with_what_users_need_and_nothing_else(tmp_path: P
     tops = {name.split("/")[0] for name in names}
     assert not tops & {".venv", "molecule", "tests", "bench", "scripts", "collections", ".hypothesis", ".git"}, tops
     assert not any("__pycache__" in name for name in names)
+
+
+def test_the_installed_collection_offers_its_site_playbook(tmp_path: Path) -> None:
+    """Installed from the built artifact, agentfleet.fleet.site resolves every role, module and filter."""
+    galaxy, playbook = shutil.which("ansible-galaxy"), shutil.which("ansible-playbook")
+    if galaxy is None or playbook is None:
+        pytest.skip("the Ansible commands are not on PATH (run inside the toolchain's venv)")
+    subprocess.run([galaxy, "collection", "build", "--output-path", str(tmp_path)], cwd=ROOT, check=True, capture_output=True)
+    user = tmp_path / "user"
+    user.mkdir()
+    environment = {"PATH": str(Path(playbook).parent), "HOME": str(tmp_path), "ANSIBLE_CONFIG": "",
+                   "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "installed")}
+    subprocess.run([galaxy, "collection", "install", "--force", "-p", str(tmp_path / "installed"),
+                    str(tmp_path / "agentfleet-fleet-0.1.0.tar.gz")], cwd=user, env=environment, check=True,
+                   capture_output=True)
+    checked = subprocess.run([playbook, "-i", str(ROOT / "inventories" / "example"), "agentfleet.fleet.site",
+                              "--syntax-check"], cwd=user, env=environment, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr[-2000:]

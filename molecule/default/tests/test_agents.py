@@ -19,7 +19,7 @@ import testinfra.host
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "roles" / "agent_model" / "filter_plugins"))
+sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 from agent_model import agent_model_stack  # noqa: E402
 
 PROBE = Path(__file__).with_name("access_probe.py")

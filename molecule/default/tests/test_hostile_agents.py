@@ -23,7 +23,7 @@ import testinfra.host
 
 testinfra_hosts = ["ansible://agentfleet_hosts"]
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "roles" / "agent_audit" / "filter_plugins"))
+sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 from agent_audit import agent_audit_reports  # noqa: E402
 
 TREE = "/srv/agentfleet"
