@@ -1,4 +1,4 @@
-"""agent_images' build contexts: the file list, tags that follow the context, and the writer."""
+"""agent_images' build contexts: the file list, tags that follow the context, written by bulk_files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 from agent_images import (agent_images_bake, agent_images_context_directories, agent_images_context_files,
                           agent_images_tags)
-from agent_images_contexts import stale_directories, stale_files, write
+from bulk_files_helpers import converge_files
+from ansible_collections.agentfleet.fleet.plugins.module_utils.bulk_files import stale_directories
 
 REPOSITORIES = {"agent": "agentfleet/agent", "redis": "agentfleet/redis"}
 
@@ -20,20 +21,15 @@ def context(build: Path, dockerfile: str = "FROM base\n", ca: str = "CA\n") -> l
 
 
 def converge(build: Path, files: list[dict[str, Any]]) -> list[str]:
-    for directory in agent_images_context_directories(list(REPOSITORIES), str(build)):
-        os.makedirs(directory["path"], exist_ok=True)
-    stale = stale_files(files)
-    for path, content, mode in stale:
-        write(path, content, mode)
-    return [path for path, _, _ in stale]
+    return converge_files(files, agent_images_context_directories(list(REPOSITORIES), str(build)))
 
 
 def test_the_runtime_goes_into_the_agent_context_and_the_ca_into_every_one(tmp_path: Path) -> None:
-    paths = {path for spec in context(tmp_path) for path in spec["paths"]}
+    paths = {spec["path"] for spec in context(tmp_path)}
     relative = {os.path.relpath(path, tmp_path) for path in paths}
     assert relative == {"agent/Dockerfile", "redis/Dockerfile", "agent/runtime/agentfleet/worker.py",
                         "agent/runtime/schemas/task.json", "agent/build-ca.pem", "redis/build-ca.pem"}
-    assert not any("build-ca" in path for spec in context(tmp_path, ca="") for path in spec["paths"])
+    assert not any("build-ca" in spec["path"] for spec in context(tmp_path, ca=""))
 
 
 def test_a_tag_changes_exactly_when_its_context_does(tmp_path: Path) -> None:
@@ -74,9 +70,9 @@ def test_directories_are_reported_until_they_exist_with_their_mode(tmp_path: Pat
     directories = agent_images_context_directories(list(REPOSITORIES), str(tmp_path))
     assert len(stale_directories(directories)) == len(directories)
     converge(tmp_path, [])
-    for directory in directories:
-        os.chmod(directory["path"], int(directory["mode"], 8))
     assert stale_directories(directories) == []
+    os.chmod(directories[0]["path"], 0o755)
+    assert stale_directories(directories) == [directories[0]["path"]]
 
 
 def test_the_bake_file_builds_every_image_from_its_own_context_with_its_tag() -> None:

@@ -1,42 +1,10 @@
-"""Unit tests of the docker_engine filters: daemon.json merge, pool checks, JSON parsing."""
+"""Unit tests of the docker_engine filters: pool checks and daemon.json's preflight parse."""
 
 from __future__ import annotations
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from docker_engine import (
-    docker_engine_daemon_merge,
-    docker_engine_parse_daemon_json,
-    docker_engine_pool_errors,
-)
-
-
-def test_merge_keeps_foreign_keys_and_nested_foreign_entries() -> None:
-    current = {"runtimes": {"runsc": {"path": "/usr/bin/runsc"}}, "log-opts": {"labels": "team"}}
-    merged = docker_engine_daemon_merge(current, {"log-opts": {"max-size": "10m"}, "icc": False}, {})
-    assert merged == {
-        "runtimes": {"runsc": {"path": "/usr/bin/runsc"}},
-        "log-opts": {"labels": "team", "max-size": "10m"},
-        "icc": False,
-    }
-
-
-def test_merge_leaves_keys_set_to_none_alone() -> None:
-    merged = docker_engine_daemon_merge({"icc": True}, {"icc": None, "live-restore": None}, {})
-    assert merged == {"icc": True}
-
-
-def test_merge_replaces_lists_and_lets_extra_options_win() -> None:
-    current = {"default-address-pools": [{"base": "10.0.0.0/8", "size": 24}]}
-    managed = {"default-address-pools": [{"base": "172.20.0.0/14", "size": 24}], "icc": False}
-    merged = docker_engine_daemon_merge(current, managed, {"icc": True})
-    assert merged == {"default-address-pools": [{"base": "172.20.0.0/14", "size": 24}], "icc": True}
-
-
-def test_merge_does_not_mutate_its_inputs() -> None:
-    current = {"log-opts": {"labels": "team"}}
-    docker_engine_daemon_merge(current, {"log-opts": {"max-size": "1m"}}, {})
-    assert current == {"log-opts": {"labels": "team"}}
+from docker_engine import docker_engine_parse_daemon_json, docker_engine_pool_errors
 
 
 @pytest.mark.parametrize("pool", [

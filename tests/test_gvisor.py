@@ -1,24 +1,14 @@
-"""The gvisor role's input checks, and the daemon.json merge (docker_runtime) it uses."""
+"""The gvisor role's input checks and runtime arguments."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from docker_runtime import docker_runtime_merge
 from gvisor import gvisor_input_errors, gvisor_runtime_args
 
 GOOD: dict[str, Any] = {"source": "distro", "release_sha256": {}, "runtime_name": "runsc", "runtime_args": None,
                         "platform": ""}
-
-
-def test_the_merge_keeps_every_other_key_and_runtime() -> None:
-    current = {"log-opts": {"labels": "x"}, "runtimes": {"other": {"path": "/usr/bin/other"}}, "icc": False}
-    merged = docker_runtime_merge(current, "runsc", "/usr/bin/runsc", ["--network=host"])
-    assert merged == {"log-opts": {"labels": "x"}, "icc": False, "runtimes": {
-        "other": {"path": "/usr/bin/other"}, "runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=host"]}}}
-    assert docker_runtime_merge(merged, "runsc", "/usr/bin/runsc", ["--network=host"]) == merged  # nothing to write twice
-    assert current["runtimes"] == {"other": {"path": "/usr/bin/other"}}  # the input is not mutated
 
 
 def test_default_arguments_follow_the_source() -> None:

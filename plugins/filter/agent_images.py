@@ -1,5 +1,6 @@
-"""Filters of the agent_images role: every image's build context as one list of files, and each
-image's tag as a hash of exactly those files, so a tag changes if and only if its context does."""
+"""Filters of the agent_images role: every image's build context as one list of root's files (for
+bulk_files), and each image's tag as a hash of exactly those files, so a tag changes if and only if
+its context does."""
 
 from __future__ import annotations
 
@@ -15,23 +16,22 @@ def agent_images_context_files(dockerfiles: dict[str, str], build_dir: str, runt
                                ca_bundle: str) -> list[File]:
     """The files of every context: each Dockerfile, the runtime (agent image only: source path ->
     content, kept under runtime/<its directory>/), the build CA bundle in every context when set."""
-    files = [{"paths": [f"{build_dir}/{name}/Dockerfile"], "content": text, "mode": "0640"}
+    files = [{"path": f"{build_dir}/{name}/Dockerfile", "text": text, "mode": "0640"}
              for name, text in sorted(dockerfiles.items())]
-    files += [{"paths": [f"{build_dir}/agent/runtime/{os.path.basename(os.path.dirname(source))}/"
-                         f"{os.path.basename(source)}"], "content": content, "mode": "0644"}
-              for source, content in sorted(runtime.items())]
+    files += [{"path": f"{build_dir}/agent/runtime/{os.path.basename(os.path.dirname(source))}/{os.path.basename(source)}",
+               "text": content, "mode": "0644"} for source, content in sorted(runtime.items())]
     if ca_bundle:
-        files.append({"paths": [f"{build_dir}/{name}/build-ca.pem" for name in sorted(dockerfiles)],
-                      "content": ca_bundle, "mode": "0644"})
-    return files
+        files += [{"path": f"{build_dir}/{name}/build-ca.pem", "text": ca_bundle, "mode": "0644"}
+                  for name in sorted(dockerfiles)]
+    return [{**spec, "uid": 0, "gid": 0} for spec in files]
 
 
-def agent_images_context_directories(names: list[str], build_dir: str) -> list[dict[str, str]]:
+def agent_images_context_directories(names: list[str], build_dir: str) -> list[dict[str, Any]]:
     """One directory per image (base holds the base image archive); the runtime's are world-readable
     because the host's agentctl uses them as they are."""
     directories = [{"path": f"{build_dir}/{name}", "mode": "0750"} for name in ["base", *sorted(names)]]
-    return directories + [{"path": f"{build_dir}/agent/runtime{sub}", "mode": "0755"}
-                          for sub in ("", "/agentfleet", "/schemas")]
+    directories += [{"path": f"{build_dir}/agent/runtime{sub}", "mode": "0755"} for sub in ("", "/agentfleet", "/schemas")]
+    return [{**spec, "uid": 0, "gid": 0} for spec in directories]
 
 
 def agent_images_tags(files: list[File], build_dir: str, repositories: dict[str, str]) -> dict[str, str]:
@@ -40,9 +40,9 @@ def agent_images_tags(files: list[File], build_dir: str, repositories: dict[str,
     for name, repository in repositories.items():
         prefix = f"{build_dir}/{name}/"
         digest = hashlib.sha256()
-        mine = [(path, spec) for spec in files for path in spec["paths"] if path.startswith(prefix)]
-        for path, spec in sorted(mine, key=lambda pair: pair[0]):
-            for part in (path[len(prefix):], spec["mode"], spec["content"]):
+        mine = [spec for spec in files if spec["path"].startswith(prefix)]
+        for spec in sorted(mine, key=lambda spec: str(spec["path"])):
+            for part in (spec["path"][len(prefix):], spec["mode"], spec["text"]):
                 digest.update(part.encode() + b"\0")
         tags[name] = f"{repository}:{digest.hexdigest()[:12]}"
     return tags

@@ -1,4 +1,6 @@
-"""The agent_stack_files module on scratch files: written once, atomically, fixed when they drift."""
+"""The one writer (module_utils/bulk_files, behind the bulk_files module) on scratch files: written
+once, atomically, fixed when they drift, refused by its validate command without touching the live
+file."""
 
 from __future__ import annotations
 
@@ -7,8 +9,11 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from agent_stack_files import DIFF_LIMIT, _write, diff, stale_directories, stale_files
+import pytest
+from ansible_collections.agentfleet.fleet.plugins.module_utils.bulk_files import (
+    DIFF_LIMIT, ValidationError, diff, stale_directories, stale_files, write)
 from agent_stack import agent_stack_redis_secret_files
+from bulk_files_helpers import converge_files, run
 from test_agent_stack_compose import default_stack
 
 UID, GID = os.getuid(), os.getgid()
@@ -20,11 +25,7 @@ def specs(directory: Path, content: str = "s3cret") -> list[dict[str, Any]]:
 
 
 def converge(files: list[dict[str, Any]]) -> list[str]:
-    stale = stale_files(files)
-    for spec in files:
-        if spec["path"] in stale:
-            _write(spec)
-    return stale
+    return converge_files(files)
 
 
 def test_writes_each_file_once_with_its_mode(tmp_path: Path) -> None:
@@ -73,3 +74,48 @@ def test_directories_are_reported_until_they_have_their_owner_and_mode(tmp_path:
     assert stale_directories(wanted) == [str(tmp_path / "stack")]
     (tmp_path / "stack").chmod(0o755)
     assert stale_directories(wanted) == []
+
+
+def test_a_file_its_validate_command_refuses_never_replaces_the_live_one(tmp_path: Path) -> None:
+    live = tmp_path / "daemon.json"
+    spec = {"path": str(live), "text": '{"icc": false}\n', "uid": UID, "gid": GID, "mode": "0644",
+            "validate": "python3 -m json.tool %s"}
+    assert converge([spec]) == [str(live)]
+    with pytest.raises(ValidationError, match="daemon.json: refused by 'python3 -m json.tool %s'"):
+        write(dict(spec, text="{not json\n"), run)
+    assert live.read_text() == '{"icc": false}\n'
+    assert [path.name for path in tmp_path.iterdir()] == ["daemon.json"]  # no temporary file left behind
+
+
+def test_validate_checks_the_new_file_not_the_live_one(tmp_path: Path) -> None:
+    """Control: the same command accepts the new content when it is valid, so the refusal above is its."""
+    live = tmp_path / "daemon.json"
+    live.write_text("{broken\n")
+    spec = {"path": str(live), "text": '{"icc": false}\n', "uid": UID, "gid": GID, "mode": "0644",
+            "validate": "python3 -m json.tool %s"}
+    assert converge([spec]) == [str(live)] and live.read_text() == '{"icc": false}\n'
+
+
+def test_a_validate_command_without_the_file_is_refused(tmp_path: Path) -> None:
+    spec = {"path": str(tmp_path / "x.conf"), "text": "x\n", "uid": UID, "gid": GID, "mode": "0644", "validate": "true"}
+    with pytest.raises(ValidationError, match="%s"):
+        write(spec, run)
+    assert not (tmp_path / "x.conf").exists()
+
+
+def test_a_symlink_at_a_files_path_is_replaced_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_text("keep\n")
+    (tmp_path / "squid.conf").symlink_to(outside)
+    spec = {"path": str(tmp_path / "squid.conf"), "text": "http_port 3128\n", "uid": UID, "gid": GID, "mode": "0644"}
+    assert converge([spec]) == [spec["path"]]
+    assert outside.read_text() == "keep\n" and not (tmp_path / "squid.conf").is_symlink()
+
+
+def test_a_symlink_where_a_directory_belongs_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "target").mkdir()
+    (tmp_path / "stack").symlink_to(tmp_path / "target")
+    wanted = [{"path": str(tmp_path / "stack"), "uid": UID, "gid": GID, "mode": "0755"}]
+    assert stale_directories(wanted) == [str(tmp_path / "stack")]
+    with pytest.raises(OSError, match="symbolic link"):
+        converge_files([], wanted)
