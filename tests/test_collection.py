@@ -3,12 +3,14 @@ playbooks, runtime and license but none of the development tree."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,3 +47,18 @@ def test_the_installed_collection_offers_its_site_playbook(tmp_path: Path) -> No
     checked = subprocess.run([playbook, "-i", str(ROOT / "inventories" / "example"), "agentfleet.fleet.site",
                               "--syntax-check"], cwd=user, env=environment, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr[-2000:]
+
+
+@pytest.mark.parametrize("role", sorted(path.name for path in (ROOT / "roles").iterdir()))
+def test_every_roles_argument_specs_render_with_ansible_doc(role: str) -> None:
+    """Each role documents its entry point's every variable, as ansible-doc shows it to users."""
+    command = shutil.which("ansible-doc")
+    if command is None:
+        pytest.skip("ansible-doc is not on PATH (run inside the toolchain's venv)")
+    shown = subprocess.run([command, "-t", "role", "--json", f"agentfleet.fleet.{role}"], cwd=ROOT, capture_output=True,
+                           text=True, check=False)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    entry = json.loads(shown.stdout)[f"agentfleet.fleet.{role}"]["entry_points"]["main"]
+    assert entry["short_description"] and entry.get("options"), entry.keys()
+    defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()) or {}
+    assert set(defaults) <= set(entry["options"]), set(defaults) - set(entry["options"])

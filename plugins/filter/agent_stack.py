@@ -66,12 +66,14 @@ def agent_stack_fleet_env(stack: dict[str, Any]) -> dict[str, str]:
     uids = {user["name"]: user["uid"] for user in stack["users"]}
     archivers = [agent["name"] for agent in stack["agents"] if agent["capabilities"]["archives"]]
     dispatchers = [agent["name"] for agent in stack["agents"] if agent["capabilities"]["dispatches"]]
-    return {"AGENTFLEET_AGENTS": json.dumps({agent["name"]: uids[agent["account"]] for agent in stack["agents"]},
-                                           sort_keys=True, separators=(",", ":")),
+
+    def compact(value: dict[str, Any]) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+    return {"AGENTFLEET_AGENTS": compact({agent["name"]: uids[agent["account"]] for agent in stack["agents"]}),
             "AGENTFLEET_MONITOR": archivers[0] if archivers else "",
             "AGENTFLEET_DISPATCHER": dispatchers[0] if dispatchers else "",
-            "AGENTFLEET_BRANCHES": json.dumps({p["name"]: p["branch"] for p in stack.get("projects", [])},
-                                             sort_keys=True, separators=(",", ":"))}
+            "AGENTFLEET_BRANCHES": compact({p["name"]: p["branch"] for p in stack.get("projects", [])})}
 
 
 def agent_stack_team(stack: dict[str, Any]) -> list[dict[str, Any]]:
@@ -157,8 +159,8 @@ def _hardening(resources: dict[str, Any], settings: dict[str, Any], home: str, s
         "pids_limit": resources["pids"], "mem_limit": resources["memory"], "cpus": resources["cpus"],
         "memswap_limit": resources["memory"],  # no swap on top: a hog is killed, not slowed down
         "cpu_shares": shares,
-        "logging": {"driver": "json-file", "options": {"max-size": settings["log_max_size"],
-                                                        "max-file": str(settings["log_max_file"])}},
+        "logging": {"driver": "json-file",
+                    "options": {"max-size": settings["log_max_size"], "max-file": str(settings["log_max_file"])}},
         "restart": "unless-stopped", "stop_grace_period": f"{settings['stop_grace']}s",
     }
 

@@ -21,7 +21,7 @@ def ollama_arch(machine: str) -> str:
 
 def ollama_bind(host: str) -> tuple[str, int]:
     """(address, port) of ollama_host; raises ValueError when it is not address:port."""
-    address, _, port = host.rpartition(":")
+    address, _colon, port = host.rpartition(":")
     if not address or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(host)
     ipaddress.ip_address(address.strip("[]"))

@@ -38,8 +38,8 @@ def sysbox_input_errors(settings: dict[str, Any], machine: str) -> list[str]:
         errors.append(f"sysbox_package_sha256.{arch}: required (64 hex digits for sysbox_version {settings['version']})")
     if not re.match(r"^[0-9]+\.[0-9]+\.[0-9]+$", str(settings["version"])):
         errors.append(f"sysbox_version: {settings['version']!r} is not a release such as 0.6.7")
-    if settings["runtime_name"] in ("runc", "io.containerd.runc.v2") or not re.match(r"^[a-z][a-z0-9._-]*$",
-                                                                                       str(settings["runtime_name"])):
+    name = str(settings["runtime_name"])
+    if name in ("runc", "io.containerd.runc.v2") or not re.match(r"^[a-z][a-z0-9._-]*$", name):
         errors.append(f"sysbox_runtime_name: {settings['runtime_name']!r} is not a usable runtime name")
     return errors
 

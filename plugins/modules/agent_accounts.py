@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, agentfleet developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Bring every agent account and group to the model in one module call.
 
 A loop over ansible.builtin.user/group costs a round trip per item (about 0.8 s each through the
@@ -8,18 +10,15 @@ groupadd/useradd/usermod only for what differs.
 
 from __future__ import annotations
 
-import grp
-import json
-import os
-import pwd
-import tempfile
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 module: agent_accounts
 short_description: Create, fix and remove agentfleet's system accounts in one call
+description:
+  - Reads the account databases once and runs C(groupadd), C(useradd), C(usermod), C(userdel)
+    and C(groupdel) only for what differs from the model; an account agentfleet did not create is
+    never changed or removed.
+version_added: 0.1.0
+author: agentfleet developers (@agentfleet)
 options:
   users:
     description: Desired users (name, uid, group, groups, home, comment), as agent_model_stack.users.
@@ -47,6 +46,34 @@ options:
     type: path
     required: true
 """
+
+EXAMPLES = r"""
+- name: Bring the agents' accounts to the model
+  agentfleet.fleet.agent_accounts:
+    users: "{{ agent_model_stack.users }}"
+    groups: "{{ agent_model_stack.groups }}"
+    owned: "{{ agent_model_host.registry }}"
+    registry: /var/lib/agentfleet/accounts.json
+"""
+
+RETURN = r"""
+commands:
+  description: The account commands run (or that would run, in check mode), in order.
+  returned: always
+  type: list
+  elements: list
+  sample: [[useradd, --system, --uid, "10001", agentfleet-marie]]
+"""
+
+import grp
+import json
+import os
+import pwd
+import tempfile
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
 
 Account = dict[str, Any]
 

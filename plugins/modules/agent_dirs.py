@@ -1,19 +1,15 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, agentfleet developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ensure the whole agent tree in one module call (hundreds of paths), retire what left the model."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import stat
-import time
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 module: agent_dirs
 short_description: Create and re-own the agents' directory tree in one call
+version_added: 0.1.0
+author: agentfleet developers (@agentfleet)
 description:
   - Creates every directory in O(paths) system calls with its owner, group and mode, refuses
     symlinks on managed paths, moves entries that left the model into a root-only retired
@@ -46,6 +42,32 @@ options:
     type: dict
     default: {}
 """
+
+EXAMPLES = r"""
+- name: Create the agents' tree and retire what left the model
+  agentfleet.fleet.agent_dirs:
+    paths: "{{ agent_model_stack.paths }}"
+    per_name_dirs: ["/srv/agentfleet/inbox", "/srv/agentfleet/results"]
+    retired_dir: /srv/agentfleet/retired
+"""
+
+RETURN = r"""
+changes:
+  description: One line per directory created, re-owned, re-moded or retired.
+  returned: always
+  type: list
+  elements: str
+  sample: ["created /srv/agentfleet/inbox/marie 10001:10001 0750"]
+"""
+
+import os
+import shutil
+import stat
+import time
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
 
 Path = dict[str, Any]
 

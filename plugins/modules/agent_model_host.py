@@ -1,19 +1,16 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, agentfleet developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read what the model is checked against on the host in one call: its accounts, its groups and
 agentfleet's registry (separate getent, stat and slurp tasks cost a round trip each, in every play)."""
 
 from __future__ import annotations
 
-import grp
-import json
-import pwd
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 module: agent_model_host
 short_description: Read the host's accounts, groups and agentfleet's account registry
+version_added: 0.1.0
+author: agentfleet developers (@agentfleet)
 description:
   - Sets the facts C(getent_passwd) and C(getent_group) in the form ansible.builtin.getent gives
     them (through NSS, so directory accounts count too), and returns the registry of accounts
@@ -24,6 +21,42 @@ options:
     type: path
     required: true
 """
+
+EXAMPLES = r"""
+- name: Read the host's accounts and agentfleet's registry
+  agentfleet.fleet.agent_model_host:
+    registry: /var/lib/agentfleet/accounts.json
+  register: agent_model_host
+"""
+
+RETURN = r"""
+registry:
+  description: The accounts agentfleet created, as the registry file holds them ({} when it does not exist).
+  returned: success
+  type: dict
+  sample: {users: [agentfleet-marie], groups: [agentfleet-marie]}
+ansible_facts:
+  description: The host's accounts and groups.
+  returned: success
+  type: complex
+  contains:
+    getent_passwd:
+      description: Each user's passwd fields after its name, as ansible.builtin.getent gives them.
+      type: dict
+      returned: success
+    getent_group:
+      description: Each group's fields after its name, as ansible.builtin.getent gives them.
+      type: dict
+      returned: success
+"""
+
+import grp
+import json
+import pwd
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
 
 EMPTY_REGISTRY: dict[str, dict[str, Any]] = {"users": {}, "groups": {}}
 

@@ -1,14 +1,10 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, agentfleet developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write many directories and files in one module call (a file or copy task per file costs a round
 trip each: the stack's configurations, every image's build context, one secret per agent)."""
 
 from __future__ import annotations
-
-import os
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.agentfleet.fleet.plugins.module_utils.bulk_files import (
-    ValidationError, diff, ensure_directories, stale_directories, stale_files, write)
 
 DOCUMENTATION = r"""
 module: bulk_files
@@ -22,7 +18,7 @@ description:
   - Secrets (I(content)) are never returned or logged; plain files (I(text)) are shown under
     C(--diff), a file over 16 KiB by its size only.
 version_added: 0.1.0
-author: agentfleet developers
+author: agentfleet developers (@agentfleet)
 options:
   directories:
     description: Directories to create or fix, parents before children.
@@ -89,6 +85,12 @@ written:
   sample: [/etc/example/haproxy.cfg]
 """
 
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.agentfleet.fleet.plugins.module_utils.bulk_files import (
+    ValidationError, diff, ensure_directories, stale_directories, stale_files, write)
+
 
 def main() -> None:
     directory = {"path": {"type": "path", "required": True}, "uid": {"type": "int", "default": 0},
@@ -113,7 +115,7 @@ def main() -> None:
             ensure_directories(directories, new_directories)
             for spec in files:
                 if spec["path"] in stale:
-                    write(spec, lambda argv: module.run_command(argv))
+                    write(spec, module.run_command)
         except (ValidationError, OSError) as error:
             module.fail_json(msg=str(error), directories=new_directories, written=[])
     module.exit_json(changed=bool(new_directories or stale), directories=new_directories, written=stale, diff=diffs)

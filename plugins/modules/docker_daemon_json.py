@@ -1,15 +1,10 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, agentfleet developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one writer of the Docker engine's daemon.json: the engine role's options and each runtime
 role's entry are merged here, validated by dockerd, and written atomically."""
 
 from __future__ import annotations
-
-import os
-import re
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.agentfleet.fleet.plugins.module_utils.bulk_files import ValidationError, current, write
-from ansible_collections.agentfleet.fleet.plugins.module_utils.daemon_json import DaemonJsonError, merge, parse, render
 
 DOCUMENTATION = r"""
 module: docker_daemon_json
@@ -22,11 +17,11 @@ description:
     differently is left alone (and the engine not restarted) while it already holds every value.
   - The new file is checked by I(validate) before it replaces the live one.
 version_added: 0.1.0
-author: agentfleet developers
+author: agentfleet developers (@agentfleet)
 options:
   path: {description: The engine's daemon.json., type: path, default: /etc/docker/daemon.json}
   options: {description: Keys to set; a null value leaves that key alone., type: dict, default: {}}
-  extra: {description: Further keys merged last, recursively (lists replaced whole)., type: dict, default: {}}
+  extra: {description: "Further keys merged last, recursively (lists replaced whole).", type: dict, default: {}}
   runtime:
     description: One OCI runtime to register under C(runtimes), every other runtime untouched.
     type: dict
@@ -62,13 +57,20 @@ config:
   sample: {icc: false, runtimes: {runsc: {path: /usr/bin/runsc}}}
 """
 
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.agentfleet.fleet.plugins.module_utils.bulk_files import ValidationError, current, write
+from ansible_collections.agentfleet.fleet.plugins.module_utils.daemon_json import DaemonJsonError, merge, parse, render
+
 
 def dockerd_validate(module: AnsibleModule) -> str | None:
     """dockerd's own check when it has one (--validate, 23.0 and later)."""
     dockerd = module.get_bin_path("dockerd")
     if dockerd is None:
         return None
-    rc, out, _ = module.run_command([dockerd, "--version"])
+    rc, out, _err = module.run_command([dockerd, "--version"])
     found = re.search(r"version (\d+)\.", out)
     return f"{dockerd} --validate --config-file=%s" if rc == 0 and found and int(found.group(1)) >= 23 else None
 
@@ -94,7 +96,7 @@ def main() -> None:
         spec = {"path": path, "text": render(wanted), "uid": 0, "gid": 0, "mode": "0644",
                 "validate": module.params["validate"] or dockerd_validate(module)}
         try:
-            write(spec, lambda argv: module.run_command(argv))
+            write(spec, module.run_command)
         except (ValidationError, OSError) as error:
             module.fail_json(msg=str(error))
     diff = {"before_header": path, "after_header": path, "before": before_text, "after": render(wanted)}

@@ -1,9 +1,65 @@
 #!/usr/bin/python
-"""Read what the role decides on in one call: installed packages, daemon.json, the engine's and
-Compose's versions, the service's state, whether the API answers, and the role's paths (a task
-per read cost a round trip each, most of a re-run that changes nothing)."""
+# Copyright: (c) 2026, agentfleet developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read what the role decides on in one call: installed packages, daemon.json, Compose's version,
+the service's state, whether the API answers, and the role's paths (a task per read cost a round
+trip each, most of a re-run that changes nothing)."""
 
 from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: docker_engine_state
+short_description: Read the Docker engine's state on the host; changes nothing
+description:
+  - Reports the installed packages, daemon.json's text, the Compose plugin's version, the
+    service's state, whether the engine's API answers, and the type, owner and mode of paths, in
+    one call.
+version_added: 0.1.0
+author: agentfleet developers (@agentfleet)
+options:
+  daemon_json: {description: Path of daemon.json., type: path, required: true}
+  paths: {description: "Paths whose type, owner and mode are reported.", type: list, elements: path, default: []}
+  compose: {description: Also ask the Compose plugin its version., type: bool, default: false}
+  service: {description: The systemd unit of the engine., type: str, default: docker}
+  socket: {description: The engine's API socket., type: path, default: /var/run/docker.sock}
+"""
+
+EXAMPLES = r"""
+- name: Read the engine's state
+  agentfleet.fleet.docker_engine_state:
+    daemon_json: /etc/docker/daemon.json
+    paths: [/etc/docker]
+    compose: true
+  register: docker_engine_state
+"""
+
+RETURN = r"""
+packages:
+  description: Packages dpkg lists as installed.
+  returned: success
+  type: list
+  elements: str
+daemon_json:
+  description: daemon.json's text ('' when it does not exist).
+  returned: success
+  type: str
+compose:
+  description: C(rc) and C(output) of C(docker compose version --short); {} unless I(compose).
+  returned: success
+  type: dict
+service:
+  description: C(active) and C(enabled), booleans.
+  returned: success
+  type: dict
+api:
+  description: Whether GET /_ping on the engine's socket answers 200.
+  returned: success
+  type: bool
+paths:
+  description: For each path, C(exists) and, when it does, C(type), C(uid), C(gid) and C(mode).
+  returned: success
+  type: dict
+"""
 
 import os
 import socket
@@ -12,17 +68,6 @@ import subprocess
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-
-DOCUMENTATION = r"""
-module: docker_engine_state
-short_description: Read the Docker engine's state on the host; changes nothing
-options:
-  daemon_json: {description: Path of daemon.json., type: path, required: true}
-  paths: {description: Paths whose type, owner and mode are reported., type: list, elements: path, default: []}
-  compose: {description: Also ask the Compose plugin its version., type: bool, default: false}
-  service: {description: The systemd unit of the engine., type: str, default: docker}
-  socket: {description: The engine's API socket., type: path, default: /var/run/docker.sock}
-"""
 
 PATHS = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
 
@@ -83,14 +128,13 @@ def main() -> None:
         module.fail_json(msg=f"{params['daemon_json']} cannot be read ({err}); the role never overwrites a file it cannot read")
     dpkg = module.get_bin_path("dpkg-query", opt_dirs=PATHS)
     packages = installed_packages(run([dpkg, "--show", "--showformat=${db:Status-Abbrev} ${Package}\n"])[1]) if dpkg else []
-    dockerd, docker = module.get_bin_path("dockerd", opt_dirs=PATHS), module.get_bin_path("docker", opt_dirs=PATHS)
+    docker = module.get_bin_path("docker", opt_dirs=PATHS)
     compose_rc, compose = run([docker, "compose", "version", "--short"]) if docker and params["compose"] else (1, "no docker CLI")
     systemctl = module.get_bin_path("systemctl", opt_dirs=PATHS)
     active = bool(systemctl) and run([systemctl, "is-active", "--quiet", params["service"]])[0] == 0
     enabled = bool(systemctl) and run([systemctl, "is-enabled", "--quiet", params["service"]])[0] == 0
     module.exit_json(
         changed=False, packages=packages, daemon_json=daemon_json,
-        dockerd_version=run([dockerd, "--version"])[1] if dockerd else "",
         compose={"rc": compose_rc, "output": compose} if params["compose"] else {},
         service={"active": active, "enabled": enabled}, api=api_answers(params["socket"]),
         paths={path: path_state(path) for path in params["paths"]})

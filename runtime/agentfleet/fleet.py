@@ -169,8 +169,11 @@ class Fleet:
 
 def _agents_from_json(text: str) -> dict[str, int]:
     agents = json.loads(text)
-    if not isinstance(agents, dict) or not all(isinstance(name, str) and NAME.match(name) and type(uid) is int
-                                               and uid >= 0 for name, uid in agents.items()):
+
+    def valid(name: Any, uid: Any) -> bool:
+        return isinstance(name, str) and bool(NAME.match(name)) and isinstance(uid, int) and not isinstance(uid, bool) and uid >= 0
+
+    if not isinstance(agents, dict) or not all(valid(name, uid) for name, uid in agents.items()):
         raise ValueError("expected {\"agent name\": uid, ...}")
     return agents
 

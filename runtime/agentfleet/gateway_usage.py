@@ -50,7 +50,7 @@ def demultiplex(stream: bytes) -> list[str]:
 
 def parse_stamp(text: str) -> Stamp:
     """Docker's RFC 3339 timestamp with nanoseconds, e.g. 2026-11-22T06:30:00.123456789Z."""
-    seconds, _, fraction = text.rstrip("Z").partition(".")
+    seconds, _dot, fraction = text.rstrip("Z").partition(".")
     moment = datetime.strptime(seconds, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
     return int(moment.timestamp()), int((fraction or "0").ljust(9, "0")[:9])
 
@@ -79,7 +79,7 @@ class GatewayUsage:
         """Count timestamped gateway lines newer than `since`; returns how many requests were new."""
         counted = 0
         for line in lines:
-            stamp_text, _, text = line.partition(" ")
+            stamp_text, _space, text = line.partition(" ")
             try:
                 stamp, entry = parse_stamp(stamp_text), json.loads(text)
             except ValueError:

@@ -108,7 +108,7 @@ def diff(fleet: Fleet, ident: str, sources: list[Path]) -> str:
 
     The bundle is imported as data into a scratch repository that borrows the objects of
     sources (the mirror, the integration repository) for the base."""
-    worker, _, manifest, _ = proposal_of(fleet, ident)
+    worker, _result, manifest, _task = proposal_of(fleet, ident)
     if not manifest["commits"]:
         return f"{worker} made no change in {ident}\n"
     with tempfile.TemporaryDirectory(prefix="agentfleet-diff-") as scratch:

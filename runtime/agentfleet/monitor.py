@@ -164,5 +164,3 @@ class Monitor:
                 break
         emit(self.config.name, "stopped")
         return 0
-
-

@@ -118,8 +118,8 @@ def _changed(checkout: Path, base: str, head: str) -> list[dict[str, Any]]:
     files = []
     # --no-renames: a rename is a deletion and an addition, each with its own path.
     for line in git(checkout, "diff", "--numstat", "--no-renames", "-z", base, head).split("\0"):
-        added, _, rest = line.partition("\t")
-        deleted, _, path = rest.partition("\t")
+        added, _tab, rest = line.partition("\t")
+        deleted, _tab, path = rest.partition("\t")
         if path:
             files.append({"path": path[:4096], "added": int(added) if added.isdigit() else None,
                           "deleted": int(deleted) if deleted.isdigit() else None})
@@ -139,8 +139,8 @@ def import_proposal(bundle: Path, owner: int | None, repo: Path, worker: str, id
     scratch.write_bytes(data)  # the bytes checked above, not whatever the path holds by now
     try:
         heads = [line.split(" ", 1) for line in git(repo, "bundle", "list-heads", str(scratch)).splitlines()]
-        if [name for _, name in heads] != [REF]:
-            raise Refused(f"the bundle carries {sorted(name for _, name in heads)[:5]}, not exactly {REF}")
+        if [name for _sha, name in heads] != [REF]:
+            raise Refused(f"the bundle carries {sorted(name for _sha, name in heads)[:5]}, not exactly {REF}")
         git(repo, "bundle", "verify", "--quiet", str(scratch))
         target = f"refs/proposals/{worker}/{ident}"
         head = heads[0][0]
@@ -176,7 +176,7 @@ def _check_tree(repo: Path, head: str, caps: Caps) -> None:
     if len(entries) > caps.files:
         raise Refused(f"more than {caps.files} files")
     for entry in filter(None, entries):
-        meta, _, path = entry.partition("\t")
+        meta, _tab, path = entry.partition("\t")
         mode, kind, blob, size = meta.split()
         # index-pack's fsck checks objects, not paths a checkout would write: those checks are here.
         if any(part.lower().rstrip(" .") in (".git", "git~1") for part in path.split("/")):

@@ -77,7 +77,7 @@ def share_base(integration: Path, repo: Path, base: str, ident: str) -> None:
 
 def integrate(fleet: Fleet, repo: Path, ident: str, me: str) -> str:
     """Import the proposal of task ident into repo and merge it into the current branch; the merge commit."""
-    worker, found, manifest, _ = proposal_of(fleet, ident)
+    worker, found, manifest, _task = proposal_of(fleet, ident)
     if found["status"] != "ok":
         raise Refused(f"{ident} ended {found['status']}: {printable(str(found['reason']))[:200]}")
     if not manifest["commits"]:

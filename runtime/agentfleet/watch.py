@@ -37,7 +37,7 @@ class Watcher:
         if self.fd < 0:
             time.sleep(timeout)
             return
-        ready, _, _ = select.select([self.fd], [], [], timeout)
+        ready, _writable, _failed = select.select([self.fd], [], [], timeout)
         if ready:
             try:
                 while os.read(self.fd, 65536):

@@ -50,7 +50,7 @@ class Worker:
                     found.append((entry.stat(follow_symlinks=False).st_mtime, entry.name, path))
                 except FileNotFoundError:
                     continue  # removed by the orchestrator since the listing
-        return [path for _, _, path in sorted(found)]
+        return [path for _mtime, _name, path in sorted(found)]
 
     def sweep(self) -> None:
         """Drop claims left by a kill between writing a result and dropping its claim."""

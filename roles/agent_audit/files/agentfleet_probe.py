@@ -85,7 +85,7 @@ def check_privileges(spec: dict[str, Any]) -> list[Row]:
     ]
 
 
-def check_setuid(_: dict[str, Any]) -> list[Row]:
+def check_setuid(_spec: dict[str, Any]) -> list[Row]:
     found = []
     for top in SYSTEM_DIRS:
         for base, _dirs, files in os.walk(top):
@@ -113,7 +113,7 @@ def write_attempt(path: str) -> tuple[bool, str]:
     return False, "created"
 
 
-def check_filesystem(_: dict[str, Any]) -> list[Row]:
+def check_filesystem(_spec: dict[str, Any]) -> list[Row]:
     rows = []
     for path in ("/probe", "/usr/probe", "/etc/probe"):
         blocked, seen = write_attempt(path)
@@ -153,7 +153,7 @@ def check_host_filesystem(spec: dict[str, Any]) -> list[Row]:
     inside = spec["inside_root"]
     ollama = spec.get("ollama", {})
     allowed = ALLOWED_MOUNTS + ((os.path.dirname(ollama["socket"]),) if ollama.get("reachable") else ())
-    extra = [point for point, _ in mounts()
+    extra = [point for point, _options in mounts()
              if not (point in allowed or point.startswith(inside + "/") or point.startswith("/proc/")
                      or point.startswith("/sys/") or point.startswith("/dev/") or point.startswith("/run/secrets/"))]
     sockets = [path for path in ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock")
@@ -171,7 +171,7 @@ def access(path: str, action: str) -> bool:
             for name in os.listdir(path):  # non-blocking: a FIFO an agent left must not hang the probe
                 os.close(os.open(os.path.join(path, name), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW))
         else:
-            blocked, _ = write_attempt(os.path.join(path, ".agentfleet-probe"))
+            blocked, _detail = write_attempt(os.path.join(path, ".agentfleet-probe"))
             return not blocked
     except OSError:
         return False
@@ -190,7 +190,7 @@ def check_paths(spec: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def check_processes(_: dict[str, Any]) -> list[Row]:
+def check_processes(_spec: dict[str, Any]) -> list[Row]:
     foreign = []
     for pid in (name for name in os.listdir("/proc") if name.isdigit()):
         try:
@@ -205,7 +205,7 @@ def check_processes(_: dict[str, Any]) -> list[Row]:
 
 def connect(target: str) -> tuple[bool, str]:
     """(reachable, what happened) for a TCP connect to host:port; refused also means reachable."""
-    host, _, port = target.rpartition(":")
+    host, _colon, port = target.rpartition(":")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=TIMEOUT):
             return True, "connected"
@@ -263,7 +263,7 @@ def http_status(target: str, method: str, path: str, headers: dict[str, str] | N
     if target.startswith("/"):
         connection: http.client.HTTPConnection = UnixHTTPConnection(target)
     else:
-        host, _, port = target.rpartition(":")
+        host, _colon, port = target.rpartition(":")
         connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT * 3)
     try:
         connection.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
@@ -287,9 +287,9 @@ def check_docker_api(spec: dict[str, Any]) -> list[Row]:
     rows = []
     for target in spec["docker_api"]:
         for method, path, body in DOCKER_WRITES:
-            label = f"{method} {path.split('?')[0]} via {target}"
+            label = f"{method} {path.split('?', maxsplit=1)[0]} via {target}"
             try:
-                status, _ = http_status(target, method, path, body=body)
+                status, _body = http_status(target, method, path, body=body)
                 rows.append(row("docker_api", label, status == 403, f"HTTP {status}"))
             except OSError as error:
                 rows.append(row("docker_api", label, True, f"unreachable ({error})"))
@@ -339,7 +339,7 @@ def check_gateway_policy(spec: dict[str, Any]) -> list[Row]:
         try:
             status, text = http_status(spec["gateway"], method, path, body=body.encode() if body else None)
             # The agent's own rate limit comes first: wait for its bucket, as the agent would.
-            for _ in range(4):
+            for _attempt in range(4):
                 if status != 429 or "denied by rule rate" not in text:
                     break
                 time.sleep(60 / spec["gateway_rate"] + 0.2)
