@@ -145,7 +145,8 @@ def test_the_validation_play_refuses_a_deploy_key_for_no_project(tmp_path: Path)
     """Before the engine, the accounts or anything else: the first play of site.yml."""
     inventory = tmp_path / "hosts.ini"
     inventory.write_text("[agentfleet_hosts]\nlocalhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n")
-    extra = {"agent_model_agents": SEED, "agent_projects_deploy_keys": {"nope": "not a key"}}
+    extra = {"agent_model_agents": SEED, "agent_projects_deploy_keys": {"nope": "not a key"},
+             "agent_stack_api_key": "sk-ant-test-key"}
     done = subprocess.run(["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / "validate.yml"), "--check",
                            "-e", json.dumps(extra)], cwd=ROOT, capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode != 0

@@ -118,8 +118,7 @@ def _agent_errors(index: int, agent: Any, model: Model) -> list[str]:
         errors.append(f"{label}.resources.pids: {resources.get('pids')!r} must be an integer >= 32")
     for field in ("runtime", "image"):
         if field not in merged:
-            errors.append(f"{label}.{field}: not set, here or in agent_model_defaults (which replaces the role's "
-                          "default as a whole: give it every field)")
+            errors.append(f"{label}.{field}: not set, here or in agent_model_defaults")
     if "runtime" in merged and not RUNTIME.match(str(merged["runtime"])):
         errors.append(f"{label}.runtime: {merged['runtime']!r} is not a runtime name")
     if "image" in merged and not str(merged["image"]).strip():

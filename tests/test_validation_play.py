@@ -1,0 +1,105 @@
+"""playbooks/validate.yml, the first play of site.yml, on this machine in check mode: each bad
+input of any role is refused there, naming its field, before any change; partial overrides of
+dict defaults pass and merge field by field over the role's default (one copy, its defaults file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from role_defaults import over_role_default
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = {"agent_stack_api_key": "sk-ant-test-key"}
+REFUSED: dict[str, tuple[dict[str, Any], str]] = {
+    "ulimits not a mapping": ({"docker_engine_default_ulimits": "many"}, "docker_engine_default_ulimits"),
+    "log options not a mapping": ({"docker_engine_log_opts": ["max-size=1m"]}, "docker_engine_log_opts"),
+    "an image the role does not build": ({"agent_images_repositories": {"agnet": "me/agent"}}, "agnet"),
+    "a kind that is not a mapping": ({"agent_model_kinds": {"orchestrator": {"min": 1, "max": 1, "dispatches": True},
+                                                            "worker": "many"}}, "agent_model_kinds.worker"),
+    "defaults not a mapping": ({"agent_model_defaults": "fast"}, "agent_model_defaults"),
+    "a resource of the wrong type": ({"agent_model_defaults": {"resources": {"cpus": "lots"}}}, "resources.cpus"),
+    "a gateway field of the wrong type": ({"agent_model_defaults": {"gateway": {"rate_per_minute": "fast"}}},
+                                          "gateway.rate_per_minute"),
+    "gVisor checksums not a mapping": ({"gvisor_release_sha256": "abc"}, "gvisor_release_sha256"),
+    "Sysbox platforms not a mapping": ({"sysbox_supported": ["Debian"]}, "sysbox_supported"),
+    "an Ollama method the filter does not know": (
+        {"agentfleet_ollama": True, "ollama_archive_sha256": {"amd64": "0" * 64, "arm64": "0" * 64},
+         "ollama_agent_endpoints": {"delete": ["/api/delete"]}}, "ollama_agent_endpoints"),
+    "redis memory not a size": ({"agent_stack_redis_maxmemory": 5}, "agent_stack_redis_maxmemory"),
+    "a CA bundle the controller does not have": ({"agent_stack_gateway_ca_bundle": "/nonexistent/ca.pem"},
+                                                 "agent_stack_gateway_ca_bundle"),
+    "no model key for the claude backend": ({"agent_stack_api_key": ""}, "agent_stack_api_key"),
+}
+MERGED: dict[str, dict[str, Any]] = {
+    "only a backend in the model's defaults": {"agent_model_defaults": {"backend": {"type": "command", "argv": ["true"]}},
+                                               "agent_stack_api_key": ""},
+    "one image renamed": {"agent_images_repositories": {"agent": "registry.test/agent"}},
+    "one log option": {"docker_engine_log_opts": {"max-size": "20m"}},
+    "one more ulimit": {"docker_engine_default_ulimits": {"nproc": {"Name": "nproc", "Soft": 4096, "Hard": 4096}}},
+}
+
+
+def validate(extra: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    playbook = shutil.which("ansible-playbook")
+    if playbook is None:
+        pytest.skip("ansible-playbook is not on PATH (run inside the toolchain's venv)")
+    if os.geteuid() != 0:
+        pytest.skip("the validation play reads root-only state (become); run as root")
+    environment = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run([playbook, "-i", str(ROOT / "inventories" / "local"), str(ROOT / "playbooks" / "validate.yml"),
+                           "--check", "-e", json.dumps({**KEY, **extra})], capture_output=True, text=True, check=False,
+                          env=environment, cwd=ROOT)
+
+
+@pytest.fixture(name="outcomes", scope="module")
+def fixture_outcomes() -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every case at once, two plays at a time (each reads this host for about 5 s)."""
+    cases = {name: extra for name, (extra, _) in REFUSED.items()} | MERGED
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(cases, pool.map(validate, cases.values())))
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_a_bad_input_is_refused_by_the_first_play_naming_its_field(
+        case: str, outcomes: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    done, field = outcomes[case], REFUSED[case][1]
+    assert done.returncode != 0, done.stdout[-1500:]
+    failed = done.stdout[done.stdout.index("fatal:"):]
+    assert field in failed and "Traceback" not in done.stdout + done.stderr, failed[:1500]
+    assert "changed=0" in done.stdout
+
+
+@pytest.mark.parametrize("case", sorted(MERGED))
+def test_a_partial_override_of_a_dict_default_passes(case: str,
+                                                     outcomes: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    done = outcomes[case]
+    assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_the_shipped_inventory_passes_with_its_secret_given(outcomes: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    """Control: with the model key the local inventory passes, so the refusals above are the inputs'."""
+    done = validate({})
+    assert done.returncode == 0 and "failed=0" in done.stdout, done.stdout[-2000:]
+
+
+def role(name: str) -> str:
+    return str(ROOT / "roles" / name)
+
+
+def test_partial_dicts_merge_field_by_field_over_the_roles_own_default() -> None:
+    assert over_role_default({"max-size": "20m"}, role("docker_engine"), "docker_engine_log_opts") == {
+        "max-size": "20m", "max-file": "3"}
+    ulimits = over_role_default({"nofile": {"Soft": 1024}}, role("docker_engine"), "docker_engine_default_ulimits")
+    assert ulimits == {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 65536}}
+    endpoints = over_role_default({"get": ["/api/tags"]}, role("ollama"), "ollama_agent_endpoints")
+    assert endpoints["get"] == ["/api/tags"] and "/api/chat" in endpoints["post"]
+    repositories = over_role_default({"agent": "registry.test/agent"}, role("agent_images"), "agent_images_repositories")
+    assert repositories["agent"] == "registry.test/agent" and repositories["egress"] == "agentfleet/egress"
+    assert over_role_default(None, role("docker_engine"), "docker_engine_log_opts") is None  # opted out
