@@ -39,15 +39,16 @@ def test_redis_is_off_unless_an_agent_asks_for_it() -> None:
     assert "redis" not in compose["services"] and not any(name.startswith("redis") for name in compose["secrets"])
     assert all(not spec.get("secrets") and "AGENTFLEET_REDIS_USER" not in spec["environment"]
                for name, spec in compose["services"].items() if name in ("marie", "monitor"))
-    assert agent_stack_input_errors(SETTINGS, "sk-ant-good", "", "https://api.anthropic.com", True, default_stack()) == []
+    assert agent_stack_input_errors(SETTINGS, "sk-ant-good", "", "https://api.anthropic.com", default_stack()) == []
     with_redis = default_stack(("marie",))
     compose = agent_stack_compose(with_redis, IMAGES, SETTINGS)
     assert sorted(compose["services"]["redis"]["networks"]) == ["agent_marie"]
     assert compose["services"]["marie"]["secrets"] == [{"source": "redis_marie", "target": "redis_password"}]
     assert not compose["services"]["anga"]["secrets"] and "redis_anga" not in compose["secrets"]
-    errors = agent_stack_input_errors(SETTINGS, "sk-ant-good", "", "https://api.anthropic.com", True, with_redis)
-    assert errors == ["agent_stack_redis_password: required when an agent has redis: true, at least 16 letters, "
-                      "digits, _ or -"]
+    # With redis on, an empty password is made on the host; a given one must be strong.
+    assert agent_stack_input_errors(SETTINGS, "sk-ant-good", "", "https://api.anthropic.com", with_redis) == []
+    errors = agent_stack_input_errors(SETTINGS, "sk-ant-good", "short", "https://api.anthropic.com", with_redis)
+    assert errors == ["agent_stack_redis_password: at least 16 letters, digits, _ or - (or empty: made on the host)"]
 
 
 def test_marie_mounts_only_her_own_paths(compose: dict[str, Any]) -> None:
@@ -131,12 +132,12 @@ def test_network_slots_follow_the_uid_and_collisions_are_refused() -> None:
     networks = agent_stack_networks(stack, "10.213.0.0/16")
     assert networks["anga"]["subnet"] == "10.213.113.64/28"  # 10002 % 4095 = 1812; 1812 * 16 = 113 * 256 + 64
     assert networks["dockerapi"]["subnet"] == "10.213.255.240/28"
-    errors = agent_stack_input_errors({**SETTINGS, "subnet": "10.213.0.0/24"}, "k", "p" * 16, "https://a.test", True,
+    errors = agent_stack_input_errors({**SETTINGS, "subnet": "10.213.0.0/24"}, "k", "p" * 16, "https://a.test",
                                       stack)
     assert errors == [], errors
     moved = default_stack()
     next(u for u in moved["users"] if u["name"] == "agent-anga")["uid"] = 10001 + 15  # marie's slot in a /24 (15 slots)
-    errors = agent_stack_input_errors({**SETTINGS, "subnet": "10.213.0.0/24"}, "k", "p" * 16, "https://a.test", True,
+    errors = agent_stack_input_errors({**SETTINGS, "subnet": "10.213.0.0/24"}, "k", "p" * 16, "https://a.test",
                                       moved)
     assert any("agent-marie and agent-anga get the same /28" in error for error in errors), errors
 
@@ -149,9 +150,8 @@ def test_uids_come_from_the_model(compose: dict[str, Any]) -> None:
 
 
 BAD = [
-    ({"api_key": ""}, "agent_stack_api_key: required"),
-    ({"api_key": 'x" ; include /etc/passwd'}, "agent_stack_api_key: required"),
-    ({"redis_password": "short"}, "agent_stack_redis_password: required"),
+    ({"api_key": 'x" ; include /etc/passwd'}, "agent_stack_api_key: letters, digits"),
+    ({"redis_password": "short"}, "agent_stack_redis_password: at least 16"),
     ({"upstream": "https://evil.test/path"}, "agent_stack_gateway_upstream: 'https://evil.test/path' is not"),
     ({"upstream": "http://api.anthropic.com"}, "agent_stack_gateway_upstream: 'http://api.anthropic.com' is not https"),
     ({"subnet": "8.8.8.0/24"}, "agent_stack_subnet: 8.8.8.0/24 must be a private IPv4"),
@@ -170,13 +170,18 @@ def test_bad_stack_input_is_named_and_secrets_never_echoed(change: dict[str, Any
     values: dict[str, Any] = {"api_key": "sk-ant-good", "redis_password": "p" * 16, "upstream": "https://api.anthropic.com"}
     settings = {**SETTINGS, **{k: v for k, v in change.items() if k in SETTINGS}}
     values.update({k: v for k, v in change.items() if k in values})
-    errors = agent_stack_input_errors(settings, values["api_key"], values["redis_password"], values["upstream"], True)
+    errors = agent_stack_input_errors(settings, values["api_key"], values["redis_password"], values["upstream"])
     assert any(message in error for error in errors), errors
     assert not any("include /etc/passwd" in error or "short" in error for error in errors)
 
 
 def test_good_stack_input_passes() -> None:
-    assert agent_stack_input_errors(SETTINGS, "sk-ant-good", "p" * 16, "https://api.anthropic.com", True) == []
+    assert agent_stack_input_errors(SETTINGS, "sk-ant-good", "p" * 16, "https://api.anthropic.com") == []
+
+
+def test_the_secrets_may_be_left_to_the_host() -> None:
+    """No key (set later with agentctl secret set) and no redis password (made on the host) pass."""
+    assert agent_stack_input_errors(SETTINGS, "", "", "https://api.anthropic.com", default_stack(("marie",))) == []
 
 
 def test_ollama_socket_goes_only_to_agents_that_opted_in() -> None:
@@ -196,10 +201,10 @@ def test_an_ollama_backend_without_the_socket_is_refused() -> None:
     model["agents"] = [*model["agents"], {"name": "olga", "kind": "worker", "uid": 10020, "ollama": True,
                                           "backend": {"type": "ollama", "model": "llama3.2:1b"}}]
     stack = agent_model_stack(model)
-    errors = agent_stack_input_errors(SETTINGS, "sk-ant-good", "p" * 16, "https://api.anthropic.com", True, stack)
+    errors = agent_stack_input_errors(SETTINGS, "sk-ant-good", "p" * 16, "https://api.anthropic.com", stack)
     assert any(error.startswith("agent_stack_ollama_socket_dir: olga uses the ollama backend") for error in errors)
     with_socket = {**SETTINGS, "ollama_socket_dir": "/run/agentfleet-ollama"}
-    assert agent_stack_input_errors(with_socket, "sk-ant-good", "p" * 16, "https://api.anthropic.com", True, stack) == []
+    assert agent_stack_input_errors(with_socket, "sk-ant-good", "p" * 16, "https://api.anthropic.com", stack) == []
     backend = agent_stack_compose(stack, IMAGES, with_socket)["services"]["olga"]["environment"]["AGENTFLEET_BACKEND"]
     assert '"ollama_url": "unix:///run/ollama/ollama.sock"' in backend
 

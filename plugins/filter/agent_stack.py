@@ -266,16 +266,16 @@ def agent_stack_redis_secret_files(stack: dict[str, Any], directory: str, passwo
 
 
 def agent_stack_input_errors(settings: dict[str, Any], api_key: str, redis_password: str, upstream: str,
-                             needs_key: bool, stack: dict[str, Any] | None = None) -> list[str]:
+                             stack: dict[str, Any] | None = None) -> list[str]:
     """What is wrong with the stack's inputs, each naming its variable and never a secret's value."""
     errors = []
-    if needs_key and not KEY.match(api_key or ""):
-        errors.append("agent_stack_api_key: required when an agent uses the claude backend "
-                      "(letters, digits, _ and - only)")
-    redis_users = [agent["name"] for agent in (stack or {}).get("agents", []) if agent.get("redis")]
-    if (stack is None or redis_users) and not PASSWORD.match(redis_password or ""):
-        errors.append("agent_stack_redis_password: required when an agent has redis: true, at least 16 letters, "
-                      "digits, _ or -")
+    # Both may be left out: the key is then set on the host (agentctl secret set model-key; agentctl
+    # status names it while missing), the redis password made on the host and kept there.
+    if api_key and not KEY.fullmatch(api_key):
+        errors.append("agent_stack_api_key: letters, digits, _ and - only (or empty: set it on the host with "
+                      "agentctl secret set model-key)")
+    if redis_password and not PASSWORD.fullmatch(redis_password):
+        errors.append("agent_stack_redis_password: at least 16 letters, digits, _ or - (or empty: made on the host)")
     maxmemory = str(settings.get("redis_maxmemory", "128mb"))
     size = re.match(r"^([1-9][0-9]{0,5})mb$", maxmemory)
     if not size or int(size.group(1)) > 192:
@@ -283,7 +283,7 @@ def agent_stack_input_errors(settings: dict[str, Any], api_key: str, redis_passw
     if settings.get("redis_maxmemory_policy", "allkeys-lru") not in REDIS_POLICIES:
         errors.append(f"agent_stack_redis_maxmemory_policy: {settings.get('redis_maxmemory_policy')!r} "
                       f"is not one of {list(REDIS_POLICIES)}")
-    if not UPSTREAM.match(upstream):
+    if not UPSTREAM.fullmatch(upstream):
         errors.append(f"agent_stack_gateway_upstream: {upstream!r} is not https://host[:port] (the key only travels over TLS)")
     errors += _pool_errors(settings["subnet"], stack)
     socket_dir = str(settings.get("ollama_socket_dir", ""))

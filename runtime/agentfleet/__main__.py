@@ -1,4 +1,4 @@
-"""python3 -m agentfleet worker|monitor|idle|health|ctl ..."""
+"""python3 -m agentfleet worker|monitor|idle|health|ctl|disk|secret ..."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from . import agentctl, disk
+from . import agentctl, disk, model_key
 from .fleet import Fleet
 from .untrusted import printable
 from .config import Config
@@ -48,6 +48,8 @@ def main(argv: list[str]) -> int:
         return agentctl.main(argv[1:])
     if command == "disk":  # the host's watcher, as root (agentfleet-disk.service)
         return disk.main(argv[1:])
+    if command == "secret":  # agentctl secret, as root on the host
+        return model_key.main(argv[1:])
     if command not in ("worker", "monitor", "idle", "health"):
         print("usage: python3 -m agentfleet worker|monitor|idle|health|ctl ...", file=sys.stderr)
         return 2

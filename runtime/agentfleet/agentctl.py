@@ -14,12 +14,13 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from . import goals, schema
 from .fleet import Fleet, table as fleet_table
 from .disk import disk_table, read_report
 from .gateway_usage import usage_table
+from .model_key import key_missing
 from .proposals import git, has_commit, trusting
 from .team import integrate, share_base
 from .untrusted import NAME, Refused, printable
@@ -91,6 +92,16 @@ def status_table(fleet: Fleet) -> str:
         rows.append((name, str(beat["kind"]), state, str(beat["task"] or "-"), str(beat["completed"]),
                      waiting, f"{now - float(beat['updated']):.0f}s"))
     return fleet_table(rows)
+
+
+def model_key_line(env: Mapping[str, str]) -> str:
+    """A line naming the missing model key and the agents that need it, "" when it is set or none does."""
+    needing = [name for name in env.get("AGENTFLEET_KEY_AGENTS", "").split(",") if name]
+    state = env.get("AGENTFLEET_MODEL_KEY_STATE")
+    if not needing or not state or not key_missing(Path(state)):
+        return ""
+    return (f"model key: NOT SET; {', '.join(needing)} cannot reach the model until root runs "
+            "`agentctl secret set model-key < key-file`\n")
 
 
 def wait(fleet: Fleet, ident: str, timeout: float) -> dict[str, Any]:
@@ -220,6 +231,7 @@ def run_task_command(fleet: Fleet, args: argparse.Namespace) -> int:
         result = wait(fleet, ident, args.wait)
     elif args.command == "status":
         print(status_table(fleet))
+        print(model_key_line(os.environ), end="")
         return 0
     elif args.command == "disk":
         try:
