@@ -4,8 +4,10 @@ playbooks, runtime and license but none of the development tree."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -62,3 +64,43 @@ def test_every_roles_argument_specs_render_with_ansible_doc(role: str) -> None:
     assert entry["short_description"] and entry.get("options"), entry.keys()
     defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()) or {}
     assert set(defaults) <= set(entry["options"]), set(defaults) - set(entry["options"])
+
+
+OLDEST_CORE = "2.15.13"
+
+
+def test_the_oldest_core_we_claim_runs_the_validation_play(tmp_path: Path) -> None:
+    """meta/runtime.yml claims ansible-core 2.15: under it the site playbook parses and the first
+    play (every input checked, the host read) passes on this machine."""
+    if os.geteuid() != 0:
+        pytest.skip("the validation play reads root-only state (become); run as root")
+    venv = tmp_path / "core"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                                f"ansible-core=={OLDEST_CORE}"], capture_output=True, text=True, check=False)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    bundled = Path(yaml.__file__).parent.parent  # the toolchain's site-packages: community.docker, ansible.posix
+    environment = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+                   "ANSIBLE_COLLECTIONS_PATH": f"{ROOT / 'collections'}:{bundled}"}
+    playbook = str(venv / "bin" / "ansible-playbook")
+    version = subprocess.run([playbook, "--version"], capture_output=True, text=True, check=True).stdout
+    assert f"core {OLDEST_CORE}" in version
+    for arguments in (["site.yml", "--syntax-check"], ["playbooks/validate.yml", "--check"]):
+        done = subprocess.run([playbook, "-i", str(ROOT / "inventories" / "local"), *arguments], cwd=ROOT, env=environment,
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    oldest = ".".join(OLDEST_CORE.split(".")[:2])
+    assert yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text())["requires_ansible"] == f">={oldest}.0"
+    for meta in (ROOT / "roles").glob("*/meta/main.yml"):
+        assert yaml.safe_load(meta.read_text())["galaxy_info"]["min_ansible_version"] == oldest, meta
+
+
+def test_every_role_is_called_by_its_full_name() -> None:
+    """A user's roles path may hold its own docker_engine or ollama: ours are always agentfleet.fleet.*."""
+    ours = {path.name for path in (ROOT / "roles").iterdir()}
+    files = [*ROOT.glob("playbooks/*.yml"), *ROOT.glob("roles/*/meta/main.yml"), *ROOT.glob("roles/*/tasks/*.yml"),
+             *ROOT.glob("molecule/*/converge.yml")]
+    short = [f"{path.relative_to(ROOT)}: {line.strip()}" for path in files for line in path.read_text().splitlines()
+             if line.strip().removeprefix("- ").split(": ")[0] in ("role", "name")
+             and line.strip().split(": ")[-1] in ours]
+    assert short == []
