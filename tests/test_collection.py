@@ -100,7 +100,12 @@ def test_every_role_is_called_by_its_full_name() -> None:
     ours = {path.name for path in (ROOT / "roles").iterdir()}
     files = [*ROOT.glob("playbooks/*.yml"), *ROOT.glob("roles/*/meta/main.yml"), *ROOT.glob("roles/*/tasks/*.yml"),
              *ROOT.glob("molecule/*/converge.yml")]
-    short = [f"{path.relative_to(ROOT)}: {line.strip()}" for path in files for line in path.read_text().splitlines()
-             if line.strip().removeprefix("- ").split(": ")[0] in ("role", "name")
-             and line.strip().split(": ")[-1] in ours]
+    short = []
+    for path in files:
+        lines = path.read_text().splitlines()
+        for before, line in zip([""] + lines, lines):
+            key, _, value = line.strip().removeprefix("- ").partition(": ")
+            calls_role = key == "role" or (key == "name" and before.strip().endswith(("include_role:", "import_role:")))
+            if calls_role and value in ours:
+                short.append(f"{path.relative_to(ROOT)}: {line.strip()}")
     assert short == []
