@@ -11,13 +11,7 @@ from typing import Any, Callable
 
 import yaml
 from ansible.errors import AnsibleFilterError
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-    return merged
+from ansible_collections.agentfleet.fleet.plugins.module_utils.merge import deep_merge
 
 
 def over_role_default(value: Any, role_path: str, name: str) -> Any:
@@ -30,7 +24,7 @@ def over_role_default(value: Any, role_path: str, name: str) -> Any:
         default = (yaml.safe_load(handle) or {}).get(name)
     if not isinstance(default, dict):
         raise AnsibleFilterError(f"{name}: the role's default is not a mapping ({role_path})")
-    return _merge(default, dict(value))
+    return deep_merge(default, dict(value))
 
 
 class FilterModule:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ansible_collections.agentfleet.fleet.plugins.module_utils.merge import deep_merge
+
 
 class DaemonJsonError(ValueError):
     """The file is not a JSON object: it is refused, never overwritten."""
@@ -25,22 +27,12 @@ def parse(text: str, path: str) -> dict[str, Any]:
     return value
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def merge(current: dict[str, Any], managed: dict[str, Any], extra: dict[str, Any] | None = None,
           runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     """current with the managed keys (a key set to None is left as it is: the user opted out of
     managing it), then extra, merged recursively (lists are replaced whole), then one runtime entry
     ({name, path, args}) under "runtimes", every other runtime untouched."""
-    wanted = _merge(_merge(current, {key: value for key, value in managed.items() if value is not None}), extra or {})
+    wanted = deep_merge(deep_merge(current, {key: value for key, value in managed.items() if value is not None}), extra or {})
     if runtime:
         entry = {"path": runtime["path"], **({"runtimeArgs": list(runtime["args"])} if runtime.get("args") else {})}
         wanted = {**wanted, "runtimes": {**dict(wanted.get("runtimes") or {}), runtime["name"]: entry}}
