@@ -27,6 +27,13 @@ def test_good_input_passes() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
+def test_auto_picks_dockers_repository_where_the_distribution_lacks_compose() -> None:
+    """Debian 12 packages no Compose v2: auto takes Docker's repository, where a version pin is fine
+    (the control of the distro case below)."""
+    result = preflight({"docker_engine_install_source": "auto", "docker_engine_version": "5:27.*"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
 BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
     ("unknown source", {"docker_engine_install_source": "podman"}, "docker_engine_install_source"),
     ("compose from Debian 12 packages",
@@ -36,6 +43,10 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
      {"docker_engine_install_source": "distro", "docker_engine_install_compose": False,
       "docker_engine_version": "20.10*"}, "docker_engine_version"),
     ("hold without a version", {"docker_engine_hold": True}, "docker_engine_hold needs docker_engine_version"),
+    # auto on Debian 12 without Compose resolves to its own packages, where a version pin does not apply.
+    ("version pin where auto picks distro packages",
+     {"docker_engine_install_source": "auto", "docker_engine_install_compose": False, "docker_engine_version": "20.10*"},
+     "a version pin applies to Docker's repository only"),
     ("icc not a boolean", {"docker_engine_icc": "maybe"}, "docker_engine_icc"),
     ("log options not a mapping", {"docker_engine_log_opts": "10m"}, "docker_engine_log_opts"),
     ("public address pool", {"docker_engine_default_address_pools": [{"base": "11.0.0.0/16", "size": 24}]},
