@@ -1,4 +1,4 @@
-"""Every role keeps its defaults, argument spec and README table in agreement."""
+"""Every role keeps its defaults, argument spec and table in docs/variables.md in agreement."""
 
 from __future__ import annotations
 
@@ -37,7 +37,18 @@ def test_every_default_has_a_comment(role: Path) -> None:
             assert lines[index - 1].startswith("#"), f"no comment above {line}"
 
 
-def test_readme_variable_tables_are_current() -> None:
+def test_variable_tables_and_access_matrix_are_current() -> None:
+    """scripts/role-docs --check: docs/variables.md and the access matrix of docs/security.md."""
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "role-docs"), "--check"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("doc", "marker"), [("docs/variables.md", "ROLE VARIABLES"),
+                                             ("docs/security.md", "ACCESS MATRIX")])
+def test_the_generated_blocks_live_in_their_docs_file_only(doc: str, marker: str) -> None:
+    """Each block is generated into one file: its markers are there once, and nowhere in README.md."""
+    text = (ROOT / doc).read_text()
+    for edge in ("BEGIN", "END"):
+        assert text.count(f"<!-- {edge} {marker} -->") == 1, f"{doc}: {edge} {marker}"
+    assert marker not in (ROOT / "README.md").read_text()

@@ -223,7 +223,7 @@ def forks(host: testinfra.host.Host, where: str, count: int) -> tuple[str, int]:
 # One agent per runtime. Under runc the kernel stops the offending process alone. Under gVisor
 # (Debian's runsc 20240729, ptrace platform) the pids and memory limits bind the sandbox as a
 # whole: the bomb or hog may end that agent's sandbox, and its restart policy brings it back
-# (measured; README). Either way no other agent and not the host is touched.
+# (measured; docs/security.md, "Sandbox runtimes"). Either way no other agent and not the host is touched.
 LIMITED = (("marie", 10001, "runsc"), ("olga", 10006, "runc"))
 
 
