@@ -4,6 +4,7 @@ variables stay unresolved: they are secrets the example cannot hold)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -61,3 +62,31 @@ def test_the_vault_example_works_as_the_readme_says(tmp_path: Path) -> None:
     locked = subprocess.run([inventory, "-i", str(copy), "--host", "agents-1.example.test"], capture_output=True,
                             text=True, check=False, cwd=ROOT)
     assert locked.returncode != 0 and "vault" in locked.stderr.lower()
+
+
+def validate_example(*extra: str) -> subprocess.CompletedProcess[str]:
+    """The validation play on the example fleet's three hosts, each played by this machine: every
+    input is checked; what depends on the real host (its distribution, its accounts) is skipped."""
+    playbook = shutil.which("ansible-playbook")
+    if playbook is None:
+        pytest.skip("ansible-playbook is not on PATH (run inside the toolchain's venv)")
+    if os.geteuid() != 0:
+        pytest.skip("the validation play reads root-only state (become); run as root")
+    here = {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3",
+            "vault_webshop_deploy_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nexample\n-----END OPENSSH PRIVATE KEY-----\n",
+            "vault_ollama_archive_sha256_amd64": "0" * 64}
+    return subprocess.run([playbook, "-i", str(ROOT / "inventories" / "example"), str(ROOT / "playbooks" / "validate.yml"),
+                           "--check", "--skip-tags", "agentfleet_host_state", "-e", json.dumps(here), *extra],
+                          capture_output=True, text=True, check=False, cwd=ROOT,
+                          env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
+
+
+def test_the_example_fleet_passes_the_validation_play() -> None:
+    done = validate_example()
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert all(f"{host}" in done.stdout for host in ("agents-1.example.test", "agents-2.example.test", "agents-air.example.test"))
+
+
+def test_control_a_bad_input_in_the_example_fleet_is_refused_by_name() -> None:
+    done = validate_example("-e", json.dumps({"agent_stack_subnet": "8.8.8.0/24"}))
+    assert done.returncode != 0 and "agent_stack_subnet: 8.8.8.0/24" in done.stdout, done.stdout[-3000:]
