@@ -104,7 +104,9 @@ def playbook(scratch: Path, host: str, workers: int, label: str, *extra: str) ->
     """site.yml on the host itself, on the local inventory, as the README's deploy command runs it."""
     (scratch / "model.json").write_text(json.dumps({"agent_model_agents": model(workers)}))
     environment = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all",
-                   "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1", "ANSIBLE_COLLECTIONS_PATH": CONTROLLER_COLLECTIONS}
+                   "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1",
+                   # the repository, mounted at /agentfleet, is its own collection (agentfleet.fleet) there
+                   "ANSIBLE_COLLECTIONS_PATH": f"{CONTROLLER_COLLECTIONS}:/agentfleet/collections"}
     command = ["docker", "exec", "-w", "/agentfleet", *[f"-e{key}={value}" for key, value in environment.items()], host,
                "/opt/ansible/bin/ansible-playbook", "-i", "inventories/local/hosts.yml", "site.yml",
                "-e", "@bench/stack-vars.yml", "-e", "@/bench/model.json", "-e", "bench_scratch=/bench", *extra]
