@@ -4,6 +4,7 @@ file."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from ansible_collections.agentfleet.fleet.plugins.module_utils.bulk_files import (
     DIFF_LIMIT, ValidationError, diff, stale_directories, stale_files, write)
 from agent_stack import agent_stack_redis_secret_files
-from bulk_files_helpers import converge_files, run
+from bulk_files_helpers import converge_files, run, run_module
 from test_agent_stack_compose import default_stack
 
 UID, GID = os.getuid(), os.getgid()
@@ -119,3 +120,32 @@ def test_a_symlink_where_a_directory_belongs_is_refused(tmp_path: Path) -> None:
     assert stale_directories(wanted) == [str(tmp_path / "stack")]
     with pytest.raises(OSError, match="symbolic link"):
         converge_files([], wanted)
+
+
+def test_a_refused_file_leaves_every_live_file_as_it_was(tmp_path: Path) -> None:
+    """Two configurations changed together, the second refused: neither replaces its live file."""
+    first = {"path": str(tmp_path / "nginx.conf"), "text": "old nginx\n", "uid": UID, "gid": GID, "mode": "0644"}
+    second = {"path": str(tmp_path / "squid.conf"), "text": "old squid\n", "uid": UID, "gid": GID, "mode": "0644",
+              "validate": "grep -q squid %s"}
+    converge([first, second])
+    with pytest.raises(ValidationError, match="squid.conf"):
+        converge([dict(first, text="new nginx\n"), dict(second, text="broken\n")])
+    assert (tmp_path / "nginx.conf").read_text() == "old nginx\n" and (tmp_path / "squid.conf").read_text() == "old squid\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["nginx.conf", "squid.conf"]
+    # Control: both valid, both replaced.
+    assert converge([dict(first, text="new nginx\n"), dict(second, text="new squid\n")]) == [first["path"], second["path"]]
+
+
+def test_the_module_in_check_mode_writes_nothing_and_never_shows_a_secret(tmp_path: Path) -> None:
+    files = [{"path": str(tmp_path / "stack" / "squid.conf"), "text": "http_port 3128\n", "mode": "0644",
+              "uid": UID, "gid": GID},
+             {"path": str(tmp_path / "stack" / "key.conf"), "content": "sk-ant-never-shown", "uid": UID, "gid": GID}]
+    arguments = {"directories": [{"path": str(tmp_path / "stack"), "mode": "0755", "uid": UID, "gid": GID}], "files": files}
+    checked = run_module(tmp_path, "bulk_files", arguments, "--check", "--diff")
+    assert checked["changed"] and checked["written"] == [files[0]["path"], files[1]["path"]]
+    assert not (tmp_path / "stack").exists()
+    written = run_module(tmp_path, "bulk_files", arguments, "--diff")
+    assert written["changed"] and (tmp_path / "stack" / "key.conf").read_text() == "sk-ant-never-shown"
+    assert "sk-ant-never-shown" not in json.dumps(checked) + json.dumps(written)
+    assert "http_port 3128" in json.dumps(written["diff"])  # plain files are shown
+    assert not run_module(tmp_path, "bulk_files", arguments)["changed"]

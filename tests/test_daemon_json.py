@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 from ansible_collections.agentfleet.fleet.plugins.module_utils.daemon_json import merge
+from bulk_files_helpers import run_module
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_merge_keeps_foreign_keys_and_nested_foreign_entries() -> None:
@@ -46,16 +43,7 @@ def test_a_runtime_joins_the_others_and_nothing_is_mutated() -> None:
 
 
 def module(tmp_path: Path, arguments: dict[str, Any], *flags: str) -> dict[str, Any]:
-    ansible = shutil.which("ansible")
-    if ansible is None:
-        pytest.skip("ansible is not on PATH (run inside the toolchain's venv)")
-    environment = {**os.environ, "ANSIBLE_CONFIG": "", "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
-                   "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
-                   "ANSIBLE_LOCALHOST_WARNING": "0"}
-    done = subprocess.run([ansible, "localhost", "-c", "local", "-m", "agentfleet.fleet.docker_daemon_json", "-a",
-                           json.dumps(arguments), *flags], capture_output=True, text=True, env=environment, cwd=tmp_path)
-    result: dict[str, Any] = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    return result
+    return run_module(tmp_path, "docker_daemon_json", arguments, *flags)
 
 
 def test_the_module_merges_validates_and_is_idempotent(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from role_defaults import over_role_default
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,8 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
         {"agentfleet_ollama": True, "ollama_archive_sha256": {"amd64": "0" * 64, "arm64": "0" * 64},
          "ollama_agent_endpoints": {"delete": ["/api/delete"]}}, "ollama_agent_endpoints"),
     "redis memory not a size": ({"agent_stack_redis_maxmemory": 5}, "agent_stack_redis_maxmemory"),
+    "a stack setting only its argument specs know": ({"agent_stack_log_max_file": "three"}, "agent_stack_log_max_file"),
+    "an engine option neither a value nor null": ({"docker_engine_icc": "sometimes"}, "docker_engine_icc"),
     "a CA bundle the controller does not have": ({"agent_stack_gateway_ca_bundle": "/nonexistent/ca.pem"},
                                                  "agent_stack_gateway_ca_bundle"),
     "a model key nginx would not take as one string": ({"agent_stack_api_key": 'k" ; include /etc/shadow'},
@@ -43,6 +46,8 @@ MERGED: dict[str, dict[str, Any]] = {
                                                                           "agent_stack_redis_password": ""},
     "one image renamed": {"agent_images_repositories": {"agent": "registry.test/agent"}},
     "one log option": {"docker_engine_log_opts": {"max-size": "20m"}},
+    "engine keys left alone (null)": {"docker_engine_icc": None, "docker_engine_log_opts": None,
+                                      "docker_engine_default_address_pools": None},
     "one more ulimit": {"docker_engine_default_ulimits": {"nproc": {"Name": "nproc", "Soft": 4096, "Hard": 4096}}},
 }
 
@@ -104,3 +109,14 @@ def test_partial_dicts_merge_field_by_field_over_the_roles_own_default() -> None
     repositories = over_role_default({"agent": "registry.test/agent"}, role("agent_images"), "agent_images_repositories")
     assert repositories["agent"] == "registry.test/agent" and repositories["egress"] == "agentfleet/egress"
     assert over_role_default(None, role("docker_engine"), "docker_engine_log_opts") is None  # opted out
+
+
+def test_every_role_the_play_checks_has_a_validate_entry_point() -> None:
+    """include_role with tasks_from validate checks types only where the role's argument specs have
+    that entry point: without it a wrong type would pass the first play."""
+    play = yaml.safe_load((ROOT / "playbooks" / "validate.yml").read_text())[0]
+    included = [task["ansible.builtin.include_role"] for task in play["tasks"] if "ansible.builtin.include_role" in task]
+    assert included and all(role["tasks_from"] == "validate" for role in included)
+    for role in included:
+        specs = yaml.safe_load((ROOT / "roles" / role["name"].split(".")[-1] / "meta" / "argument_specs.yml").read_text())
+        assert specs["argument_specs"]["validate"]["options"] == specs["argument_specs"]["main"]["options"], role

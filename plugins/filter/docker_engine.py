@@ -23,6 +23,21 @@ def docker_engine_parse_daemon_json(text: str, path: str) -> dict[str, Any]:
         raise AnsibleFilterError(str(err)) from err
 
 
+NULLABLE = {"icc": bool, "live_restore": bool, "userland_proxy": bool, "no_new_privileges": bool, "log_driver": str,
+            "log_opts": dict, "default_ulimits": dict, "default_address_pools": list}
+
+
+def docker_engine_option_errors(values: dict[str, Any]) -> list[str]:
+    """The daemon options that take a value or null (null leaves the key alone), by their role name
+    without the docker_engine_ prefix: what is neither."""
+    errors = []
+    for name, kind in NULLABLE.items():
+        value = values.get(name)
+        if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
+            errors.append(f"docker_engine_{name}: {value!r} must be a {kind.__name__} or null (null leaves the key alone)")
+    return errors
+
+
 def docker_engine_pool_errors(pools: list[dict[str, Any]]) -> list[str]:
     """Explain what is wrong with each default-address-pools entry (empty when all are fine)."""
     errors: list[str] = []
@@ -47,5 +62,6 @@ class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "docker_engine_pool_errors": docker_engine_pool_errors,
+            "docker_engine_option_errors": docker_engine_option_errors,
             "docker_engine_parse_daemon_json": docker_engine_parse_daemon_json,
         }

@@ -74,9 +74,9 @@ def stale_files(files: list[Spec]) -> list[str]:
             if current(spec["path"]) != data(spec) or not _owned(os.lstat(spec["path"]), spec)]
 
 
-def write(spec: Spec, run: Runner | None = None) -> None:
-    """Write one file atomically; with spec['validate'] (a command where %s is the new file), only
-    a file the command accepts replaces the live one."""
+def prepare(spec: Spec, run: Runner | None = None) -> str:
+    """The new file as a temporary file next to the live one, with its owner and mode, checked by
+    spec['validate'] (a command where %s is the new file) when it has one; removed on any failure."""
     descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(spec["path"]), prefix=".agentfleet-")
     try:
         os.fchmod(descriptor, int(spec["mode"], 8))
@@ -85,11 +85,31 @@ def write(spec: Spec, run: Runner | None = None) -> None:
             handle.write(data(spec))
         if spec.get("validate"):
             check(spec["path"], str(spec["validate"]), temporary, run)
-        os.replace(temporary, spec["path"])
     except BaseException:
         if os.path.lexists(temporary):
             os.unlink(temporary)
         raise
+    return temporary
+
+
+def write_all(specs: list[Spec], run: Runner | None = None) -> None:
+    """Every file prepared and checked first, then all renamed into place: a file its command
+    refuses leaves every live file as it was (the services that read them stay consistent)."""
+    prepared: list[tuple[str, str]] = []
+    try:
+        for spec in specs:
+            prepared.append((prepare(spec, run), spec["path"]))
+    except BaseException:
+        for temporary, _path in prepared:
+            os.unlink(temporary)
+        raise
+    for temporary, path in prepared:
+        os.replace(temporary, path)
+
+
+def write(spec: Spec, run: Runner | None = None) -> None:
+    """One file, atomically (write_all of one)."""
+    write_all([spec], run)
 
 
 def check(path: str, command: str, temporary: str, run: Runner | None) -> None:

@@ -10,9 +10,10 @@ DOCUMENTATION = r"""
 module: bulk_files
 short_description: Write many files and directories with numeric owners, atomically, in one call
 description:
-  - Directories are created or fixed first, in the order given. Each file is written through a
-    temporary file in its directory, checked by its I(validate) command when it has one, and
-    renamed into place, so a reader never sees a partial or refused file.
+  - Directories are created or fixed first, in the order given. Each file is written to a
+    temporary file in its directory and checked by its I(validate) command when it has one; only
+    when every file passed are they all renamed into place, so a reader never sees a partial or
+    refused file, and a refused one leaves every live file as it was.
   - A file whose content, owner, group and mode already match is left alone. A symbolic link or
     other non-regular file at a file's path is replaced, never followed. Nothing is ever deleted.
   - Secrets (I(content)) are never returned or logged; plain files (I(text)) are shown under
@@ -89,7 +90,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.agentfleet.fleet.plugins.module_utils.bulk_files import (
-    ValidationError, diff, ensure_directories, stale_directories, stale_files, write)
+    ValidationError, diff, ensure_directories, stale_directories, stale_files, write_all)
 
 
 def main() -> None:
@@ -113,9 +114,7 @@ def main() -> None:
     if not module.check_mode:
         try:
             ensure_directories(directories, new_directories)
-            for spec in files:
-                if spec["path"] in stale:
-                    write(spec, module.run_command)
+            write_all([spec for spec in files if spec["path"] in stale], module.run_command)
         except (ValidationError, OSError) as error:
             module.fail_json(msg=str(error), directories=new_directories, written=[])
     module.exit_json(changed=bool(new_directories or stale), directories=new_directories, written=stale, diff=diffs)

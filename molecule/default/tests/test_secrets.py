@@ -9,6 +9,7 @@ import re
 import shlex
 
 import testinfra.host
+from test_playbook import playbook, recap
 from test_stack import SEEN, container, ctl, run, secret
 
 STACK = "/etc/agentfleet/stack"
@@ -60,5 +61,23 @@ def test_root_sets_the_key_from_stdin_and_the_gateway_sends_it(host: testinfra.h
     assert mine and all(request["x-api-key"] == key for request in mine)
 
 
-def test_status_names_no_missing_key_once_it_is_set(host: testinfra.host.Host) -> None:
+def test_a_deploy_without_a_key_keeps_the_one_set_on_the_host(host: testinfra.host.Host) -> None:
+    """The inventory's key left out: the key root set stays, with its owner and mode, and nothing
+    changes (no restart either)."""
+    before = run(host, f"cat {KEY_FILE}")
+    result = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_stack_api_key": ""}))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert recap(result.stdout)["agentfleet-trixie"] == (0, 0), result.stdout[-3000:]
+    assert run(host, f"cat {KEY_FILE}") == before and host.file(f"{STACK}/model-key.state").content_string == "set\n"
+
+
+def test_status_names_the_missing_key_and_the_agents_that_need_it(host: testinfra.host.Host) -> None:
     assert "model key" not in run(host, "agentctl status")
+    run(host, f"cp -p {STACK}/model-key.state /root/model-key.state && echo missing > {STACK}/model-key.state")
+    try:
+        status = run(host, "agentctl status")
+    finally:
+        run(host, f"cp -p /root/model-key.state {STACK}/model-key.state")
+    line = next(line for line in status.splitlines() if line.startswith("model key"))
+    assert "NOT SET" in line and "agentctl secret set model-key" in line
+    assert all(agent in line for agent in ("orchestrator", "marie", "anga", "fabien")) and "lea" not in line
