@@ -20,7 +20,7 @@ def stack(tmp_path: Path) -> Path:
 
 def test_the_key_goes_only_where_the_gateway_reads_it(tmp_path: Path) -> None:
     directory = stack(tmp_path)
-    set_model_key(directory, OWNER, "sk-ant-api03-good_key-1")
+    set_model_key(directory, OWNER, "sk-ant-api03-good_key-1", directory / "model-key.state")
     conf = directory / "secrets" / "gateway_key.conf"
     assert conf.read_text() == 'proxy_set_header x-api-key "sk-ant-api03-good_key-1";\n'
     assert stat.S_IMODE(conf.stat().st_mode) == 0o400 and (conf.stat().st_uid, conf.stat().st_gid) == OWNER
@@ -32,7 +32,7 @@ def test_the_key_goes_only_where_the_gateway_reads_it(tmp_path: Path) -> None:
 def test_a_key_nginx_would_not_take_as_one_string_is_refused_and_nothing_written(tmp_path: Path, key: str) -> None:
     directory = stack(tmp_path)
     with pytest.raises(SystemExit, match="letters, digits, _ and - only"):
-        set_model_key(directory, OWNER, key)
+        set_model_key(directory, OWNER, key, directory / "model-key.state")
     assert not (directory / "secrets" / "gateway_key.conf").exists() and not (directory / "model-key.state").exists()
 
 
@@ -51,7 +51,7 @@ def test_status_names_the_missing_key_and_who_needs_it(tmp_path: Path) -> None:
 
 def test_status_says_nothing_once_the_key_is_set_or_when_no_agent_needs_one(tmp_path: Path) -> None:
     directory = stack(tmp_path)
-    set_model_key(directory, OWNER, "sk-ant-good")
+    set_model_key(directory, OWNER, "sk-ant-good", directory / "model-key.state")
     assert model_key_line(environment(directory / "model-key.state")) == ""
     assert model_key_line(environment(tmp_path / "absent", agents="")) == ""
 

@@ -15,8 +15,6 @@ import tempfile
 from pathlib import Path
 
 KEY = re.compile(r"^[A-Za-z0-9_-]{1,512}$")
-# What agentctl status reads (the key file itself is the gateway's only).
-STATE = "model-key.state"
 
 
 def gateway_conf(key: str) -> str:
@@ -37,12 +35,13 @@ def write_atomic(path: Path, text: str, uid: int, gid: int, mode: int) -> None:
         raise
 
 
-def set_model_key(stack_dir: Path, owner: tuple[int, int], key: str) -> None:
-    """Refuses anything but letters, digits, _ and -, which also keeps it a single nginx string."""
+def set_model_key(stack_dir: Path, owner: tuple[int, int], key: str, state: Path) -> None:
+    """Refuses anything but letters, digits, _ and -, which also keeps it a single nginx string.
+    state is what agentctl status reads, readable by all (the key file is the gateway's only)."""
     if not KEY.fullmatch(key):
         raise SystemExit("agentctl secret: the model key must be letters, digits, _ and - only (read from stdin)")
     write_atomic(stack_dir / "secrets" / "gateway_key.conf", gateway_conf(key), owner[0], owner[1], 0o400)
-    write_atomic(stack_dir / STATE, "set\n", 0, 0, 0o644)
+    write_atomic(state, "set\n", 0, 0, 0o644)
 
 
 def key_missing(state: Path) -> bool:
@@ -66,7 +65,7 @@ def main(argv: list[str]) -> int:
     stack_dir = Path(os.environ["AGENTFLEET_STACK_DIR"])
     uid, gid = (int(part) for part in os.environ["AGENTFLEET_GATEWAY_OWNER"].split(":"))
     key = getpass.getpass("model key: ") if sys.stdin.isatty() else sys.stdin.readline()
-    set_model_key(stack_dir, (uid, gid), key.strip())
+    set_model_key(stack_dir, (uid, gid), key.strip(), Path(os.environ["AGENTFLEET_MODEL_KEY_STATE"]))
     restarted = subprocess.run(["docker", "compose", "--project-directory", str(stack_dir), "restart", "gateway"],
                                capture_output=True, text=True, check=False)
     if restarted.returncode != 0:

@@ -12,8 +12,11 @@ import testinfra.host
 from test_playbook import playbook, recap
 from test_stack import SEEN, container, ctl, run, secret
 
+testinfra_hosts = ["ansible://agentfleet_hosts"]
 STACK = "/etc/agentfleet/stack"
 KEY_FILE = f"{STACK}/secrets/gateway_key.conf"
+# What agentctl status reads, as the dispatcher (/etc/agentfleet is root's only).
+STATE = "/var/lib/agentfleet/model-key.state"
 
 
 def test_the_redis_password_was_made_on_the_host_root_only(host: testinfra.host.Host) -> None:
@@ -50,7 +53,7 @@ def test_root_sets_the_key_from_stdin_and_the_gateway_sends_it(host: testinfra.h
     key_file = host.file(KEY_FILE)
     assert (key_file.user, key_file.mode) == ("agentfleet-gateway", 0o400)
     assert run(host, f"cat {KEY_FILE}") == f'proxy_set_header x-api-key "{key}";\n'
-    state = host.file(f"{STACK}/model-key.state")
+    state = host.file(STATE)
     assert (state.user, state.mode, state.content_string) == ("root", 0o644, "set\n")
     run(host, f"for i in $(seq 60); do [ \"$(docker inspect -f '{{{{.State.Health.Status}}}}' {container('gateway')})\" = "
               "healthy ] && exit 0; sleep 1; done; exit 1")
@@ -68,16 +71,16 @@ def test_a_deploy_without_a_key_keeps_the_one_set_on_the_host(host: testinfra.ho
     result = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_stack_api_key": ""}))
     assert result.returncode == 0, result.stdout[-3000:]
     assert recap(result.stdout)["agentfleet-trixie"] == (0, 0), result.stdout[-3000:]
-    assert run(host, f"cat {KEY_FILE}") == before and host.file(f"{STACK}/model-key.state").content_string == "set\n"
+    assert run(host, f"cat {KEY_FILE}") == before and host.file(STATE).content_string == "set\n"
 
 
 def test_status_names_the_missing_key_and_the_agents_that_need_it(host: testinfra.host.Host) -> None:
     assert "model key" not in run(host, "agentctl status")
-    run(host, f"cp -p {STACK}/model-key.state /root/model-key.state && echo missing > {STACK}/model-key.state")
+    run(host, f"cp -p {STATE} /root/model-key.state && echo missing > {STATE}")
     try:
         status = run(host, "agentctl status")
     finally:
-        run(host, f"cp -p /root/model-key.state {STACK}/model-key.state")
+        run(host, f"cp -p /root/model-key.state {STATE}")
     line = next(line for line in status.splitlines() if line.startswith("model key"))
     assert "NOT SET" in line and "agentctl secret set model-key" in line
     assert all(agent in line for agent in ("orchestrator", "marie", "anga", "fabien")) and "lea" not in line
