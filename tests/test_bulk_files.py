@@ -122,16 +122,21 @@ def test_a_symlink_where_a_directory_belongs_is_refused(tmp_path: Path) -> None:
         converge_files([], wanted)
 
 
-def test_a_refused_file_leaves_every_live_file_as_it_was(tmp_path: Path) -> None:
-    """Two configurations changed together, the second refused: neither replaces its live file."""
-    first = {"path": str(tmp_path / "nginx.conf"), "text": "old nginx\n", "uid": UID, "gid": GID, "mode": "0644"}
+def test_a_refused_file_leaves_every_checked_live_file_as_it_was(tmp_path: Path) -> None:
+    """Two checked configurations changed together, the second refused: neither replaces its live
+    file. A file without a check (the gateway's script) goes in first, so a check can read it."""
+    script = {"path": str(tmp_path / "gateway.js"), "text": "old js\n", "uid": UID, "gid": GID, "mode": "0644"}
+    first = {"path": str(tmp_path / "nginx.conf"), "text": "old nginx\n", "uid": UID, "gid": GID, "mode": "0644",
+             "validate": f"sh -c \"grep -q 'new js' {tmp_path / 'gateway.js'}\" %s"}
     second = {"path": str(tmp_path / "squid.conf"), "text": "old squid\n", "uid": UID, "gid": GID, "mode": "0644",
               "validate": "grep -q squid %s"}
-    converge([first, second])
+    converge([dict(script, text="new js\n"), first, second])
+    converge([script])  # the script back to old: nginx.conf's check alone would now refuse
     with pytest.raises(ValidationError, match="squid.conf"):
-        converge([dict(first, text="new nginx\n"), dict(second, text="broken\n")])
+        converge([dict(script, text="new js\n"), dict(first, text="new nginx\n"), dict(second, text="broken\n")])
     assert (tmp_path / "nginx.conf").read_text() == "old nginx\n" and (tmp_path / "squid.conf").read_text() == "old squid\n"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["nginx.conf", "squid.conf"]
+    assert (tmp_path / "gateway.js").read_text() == "new js\n"  # in first, and what nginx.conf's check read
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["gateway.js", "nginx.conf", "squid.conf"]
     # Control: both valid, both replaced.
     assert converge([dict(first, text="new nginx\n"), dict(second, text="new squid\n")]) == [first["path"], second["path"]]
 

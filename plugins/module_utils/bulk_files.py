@@ -93,12 +93,17 @@ def prepare(spec: Spec, run: Runner | None = None) -> str:
 
 
 def write_all(specs: list[Spec], run: Runner | None = None) -> None:
-    """Every file prepared and checked first, then all renamed into place: a file its command
-    refuses leaves every live file as it was (the services that read them stay consistent)."""
+    """Files without a validate command first (a check may read them: nginx.conf loads gateway.js),
+    then every checked file prepared and checked before any of them is renamed into place: a file
+    its command refuses leaves every checked live file as it was."""
+    for spec in specs:
+        if not spec.get("validate"):
+            os.replace(prepare(spec), spec["path"])
     prepared: list[tuple[str, str]] = []
     try:
         for spec in specs:
-            prepared.append((prepare(spec, run), spec["path"]))
+            if spec.get("validate"):
+                prepared.append((prepare(spec, run), spec["path"]))
     except BaseException:
         for temporary, _path in prepared:
             os.unlink(temporary)

@@ -11,9 +11,10 @@ module: bulk_files
 short_description: Write many files and directories with numeric owners, atomically, in one call
 description:
   - Directories are created or fixed first, in the order given. Each file is written to a
-    temporary file in its directory and checked by its I(validate) command when it has one; only
-    when every file passed are they all renamed into place, so a reader never sees a partial or
-    refused file, and a refused one leaves every live file as it was.
+    temporary file in its directory and renamed into place, so a reader never sees a partial file.
+    Files without a I(validate) command go in first (a check may read them); then every file with
+    one is checked, and only when all passed are they renamed into place, so a refused file leaves
+    every checked live file as it was.
   - A file whose content, owner, group and mode already match is left alone. A symbolic link or
     other non-regular file at a file's path is replaced, never followed. Nothing is ever deleted.
   - Secrets (I(content)) are never returned or logged; plain files (I(text)) are shown under
