@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 from agent_model import agent_model_stack
-from agent_stack import (agent_stack_compose, agent_stack_input_errors, agent_stack_leaving, agent_stack_networks,
-                         agent_stack_runtime_tree)
+from agent_stack import (DIGEST_LABEL, agent_stack_compose, agent_stack_drift, agent_stack_input_errors, agent_stack_leaving,
+                         agent_stack_networks, agent_stack_runtime_tree)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = yaml.safe_load((ROOT / "roles" / "agent_model" / "defaults" / "main.yml").read_text())
@@ -259,3 +259,59 @@ def test_a_dollar_in_the_model_reaches_the_agent_as_written() -> None:
     compose = agent_stack_compose(agent_model_stack(model), IMAGES, SETTINGS)
     team = compose["services"]["orchestrator"]["environment"]["AGENTFLEET_TEAM"]
     assert "Costs $$HOME and $${PATH}" in team
+
+
+def running(compose: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The engine's lists for a project running exactly as declared."""
+    images = [{"Id": f"sha256:{index}", "RepoTags": [tag]} for index, tag in enumerate(sorted(set(IMAGES.values())))]
+    ids = {image["RepoTags"][0]: image["Id"] for image in images}
+    containers = [{"Names": [f"/agentfleet-{name}-1"], "State": "running", "Status": "Up 2 minutes (healthy)",
+                   "ImageID": ids[service["image"]],
+                   "Labels": {"com.docker.compose.service": name, DIGEST_LABEL: service["labels"][DIGEST_LABEL]}}
+                  for name, service in compose["services"].items()]
+    return containers, images
+
+
+def test_a_project_running_as_declared_needs_no_compose_up(compose: dict[str, Any]) -> None:
+    containers, images = running(compose)
+    assert agent_stack_drift(containers, compose, images) == []
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (lambda containers: containers.pop(), "0 containers"),
+    (lambda containers: containers.append(dict(containers[0])), "gateway: 2 containers"),
+    (lambda containers: containers[0].update(State="exited", Status="Exited (1) 3 seconds ago"), "Exited (1)"),
+    (lambda containers: containers[0].update(Status="Up 3 minutes (unhealthy)"), "(unhealthy)"),
+    (lambda containers: containers[0].update(Status="Up 3 seconds (health: starting)"), "(health: starting)"),
+    (lambda containers: containers[0].update(ImageID="sha256:other"), "gateway: its image changed"),
+    (lambda containers: containers[0]["Labels"].update({DIGEST_LABEL: "0" * 16}), "gateway: its definition changed"),
+    (lambda containers: containers.append({"Labels": {"com.docker.compose.service": "gone"}, "State": "running"}),
+     "gone: not in the project"),
+], ids=["missing", "twice", "stopped", "unhealthy", "starting", "image", "definition", "orphan"])
+def test_each_difference_from_the_declared_project_is_named(compose: dict[str, Any], change: Any, reason: str) -> None:
+    containers, images = running(compose)
+    containers.sort(key=lambda container: container["Labels"]["com.docker.compose.service"] != "gateway")
+    change(containers)
+    drift = agent_stack_drift(containers, compose, images)
+    assert len(drift) == 1 and reason in drift[0], drift
+
+
+def test_a_service_definition_change_changes_its_digest_alone() -> None:
+    """A new limit on marie changes her digest only; a network she joins changing changes hers and the
+    services' on it; an image tag is part of the definition."""
+    stack = default_stack()
+    before = agent_stack_compose(stack, IMAGES, SETTINGS)["services"]
+    stack["agents"] = [{**agent, "resources": {**agent["resources"], "pids": 99}} if agent["name"] == "marie" else agent
+                       for agent in stack["agents"]]
+    after = agent_stack_compose(stack, IMAGES, SETTINGS)["services"]
+    changed = sorted(name for name in before if before[name]["labels"] != after[name]["labels"])
+    assert changed == ["marie"]
+    retagged = agent_stack_compose(default_stack(), {**IMAGES, "egress": "agentfleet/egress:def"}, SETTINGS)["services"]
+    assert sorted(name for name in before if before[name]["labels"] != retagged[name]["labels"]) == ["egress"]
+    moved = agent_stack_compose(default_stack(), IMAGES, {**SETTINGS, "subnet": "10.99.0.0/16"})["services"]
+    assert all(before[name]["labels"] != moved[name]["labels"] for name in before if name != "dockerproxy")
+
+
+def test_an_image_the_host_does_not_have_is_drift(compose: dict[str, Any]) -> None:
+    containers, images = running(compose)
+    assert agent_stack_drift(containers, compose, images[1:]) != []

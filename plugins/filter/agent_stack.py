@@ -23,6 +23,9 @@ ADDRESSES = {"agent": 2, "gateway": 3, "redis": 4, "egress": 5}
 # An internal network whose bridge has no address: members reach each other and nothing else,
 # not even the host (an internal network's bridge address is the host, INPUT chain included).
 ISOLATED = {"internal": True, "driver_opts": {"com.docker.network.bridge.inhibit_ipv4": "true"}}
+# Each container carries the digest of what compose made it from (its service, the networks it
+# joins, the secrets it reads): equal digests, images and health mean `compose up` would change nothing.
+DIGEST_LABEL = "agentfleet.service-digest"
 
 
 def agent_stack_mounts(stack: dict[str, Any], name: str) -> list[str]:
@@ -231,7 +234,42 @@ def agent_stack_compose(stack: dict[str, Any], images: dict[str, str], settings:
         services[agent["name"]] = _agent_service(stack, agent, images, settings, networks[agent["name"]])
         if agent["redis"]:
             secrets[f"redis_{agent['name']}"] = {"file": f"{directory}/secrets/redis-{agent['name']}.password"}
+    for service in services.values():
+        service["labels"] = {DIGEST_LABEL: _service_digest(service, compose_networks, secrets)}
     return {"name": settings["project"], "services": services, "networks": compose_networks, "secrets": secrets}
+
+
+def _service_digest(service: dict[str, Any], networks: dict[str, Any], secrets: dict[str, Any]) -> str:
+    sources = [entry["source"] if isinstance(entry, dict) else entry for entry in service.get("secrets", [])]
+    made_from = {"service": service, "networks": {name: networks[name] for name in service.get("networks", {})},
+                 "secrets": {name: secrets[name] for name in sources}}
+    return hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def agent_stack_drift(containers: list[dict[str, Any]], compose: dict[str, Any], images: list[dict[str, Any]]) -> list[str]:
+    """Why `compose up` is needed: each service whose container is missing, stopped, not healthy,
+    made from another definition or another image; each container of no service. Empty: the
+    project runs as declared. containers: the engine's list of the project's containers (all
+    states); images: docker_image_info's list for the images the services use."""
+    image_ids = {tag: image["Id"] for image in images for tag in image.get("RepoTags") or []}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for container in containers:
+        found.setdefault(container.get("Labels", {}).get("com.docker.compose.service", ""), []).append(container)
+    reasons = [f"{name}: not in the project" for name in sorted(set(found) - set(compose["services"]))]
+    for name, service in sorted(compose["services"].items()):
+        mine = found.get(name, [])
+        if len(mine) != 1:
+            reasons.append(f"{name}: {len(mine)} containers")
+            continue
+        container = mine[0]
+        healthy = "(healthy)" in container.get("Status", "") or "healthcheck" not in service
+        if container.get("State") != "running" or not healthy:
+            reasons.append(f"{name}: {container.get('Status', 'no status')}")
+        elif container.get("Labels", {}).get(DIGEST_LABEL) != service["labels"][DIGEST_LABEL]:
+            reasons.append(f"{name}: its definition changed")
+        elif container.get("ImageID") != image_ids.get(service["image"]):
+            reasons.append(f"{name}: its image changed")
+    return reasons
 
 
 def agent_stack_disk_bounds(stack: dict[str, Any]) -> dict[str, dict[str, int]]:
@@ -347,6 +385,7 @@ class FilterModule:
                 "agent_stack_input_errors": agent_stack_input_errors,
                 "agent_stack_redis_secret_files": agent_stack_redis_secret_files,
                 "agent_stack_networks": agent_stack_networks, "agent_stack_leaving": agent_stack_leaving,
+                "agent_stack_drift": agent_stack_drift,
                 "agent_stack_runtime_tree": agent_stack_runtime_tree,
                 "agent_stack_gateway_policy": agent_stack_gateway_policy,
                 "agent_stack_disk_bounds": agent_stack_disk_bounds}

@@ -47,3 +47,16 @@ def test_a_rewritten_configuration_restarts_only_its_service(host: testinfra.hos
     while not all(healthy(host, service) for service in TAMPERED.values()) and time.monotonic() < deadline:
         time.sleep(2)
     assert all(healthy(host, service) for service in TAMPERED.values())
+
+
+def test_a_rerun_brings_back_a_container_stopped_or_removed_by_hand(host: testinfra.host.Host) -> None:
+    """A re-run skips compose when the project runs as declared (agent_stack_drift); a stopped and
+    a removed container are drift, and the re-run's compose up brings both back."""
+    host.run_test("docker stop agentfleet-egress-1 && docker rm -f agentfleet-lea-1")
+    result = playbook("--limit", "agentfleet-trixie")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert recap(result.stdout)["agentfleet-trixie"] == (1, 0), result.stdout[-3000:]
+    assert all(healthy(host, service) for service in ("egress", "lea"))
+    again = playbook("--limit", "agentfleet-trixie")
+    assert recap(again.stdout)["agentfleet-trixie"] == (0, 0), again.stdout[-3000:]
+    assert "skipping: [agentfleet-trixie]" in again.stdout.split("Deploy the stack and wait")[1].split("TASK")[0]
