@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from docker_engine import docker_engine_parse_daemon_json, docker_engine_pool_errors
+from docker_engine import docker_engine_parse_daemon_json, docker_engine_pool_errors, docker_engine_ulimits
 
 
 @pytest.mark.parametrize("pool", [
@@ -49,3 +49,30 @@ def test_parse_reads_an_object() -> None:
 def test_parse_refuses_what_it_cannot_merge(text: str, expected: str) -> None:
     with pytest.raises(AnsibleFilterError, match=expected):
         docker_engine_parse_daemon_json(text, "x")
+
+
+DEFAULT_ULIMITS = {"nofile": {"Name": "nofile", "Soft": 65536, "Hard": 65536}}
+
+
+def test_the_roles_own_ulimit_is_lowered_to_what_the_host_grants() -> None:
+    """A host (or a container) whose init may hold 20000 files: containers get 20000, not a
+    limit dockerd could not give them."""
+    assert docker_engine_ulimits(DEFAULT_ULIMITS, DEFAULT_ULIMITS, {"nofile": 20000}) == {
+        "ulimits": {"nofile": {"Name": "nofile", "Soft": 20000, "Hard": 20000}}, "errors": []}
+
+
+def test_a_ulimit_within_the_hosts_is_kept_as_it_is() -> None:
+    assert docker_engine_ulimits(DEFAULT_ULIMITS, DEFAULT_ULIMITS, {"nofile": 1048576}) == {
+        "ulimits": DEFAULT_ULIMITS, "errors": []}
+    assert docker_engine_ulimits(DEFAULT_ULIMITS, DEFAULT_ULIMITS, {}) == {"ulimits": DEFAULT_ULIMITS, "errors": []}
+
+
+def test_a_ulimit_the_user_set_above_the_hosts_is_refused_by_name() -> None:
+    mine = {"nofile": {"Name": "nofile", "Soft": 30000, "Hard": 30000}}
+    result = docker_engine_ulimits(mine, DEFAULT_ULIMITS, {"nofile": 20000})
+    assert result["errors"] == ["docker_engine_default_ulimits.nofile: Hard 30000 is above what this host grants "
+                                "(20000, the hard limit of its init); no container could start with it"]
+
+
+def test_null_ulimits_leave_the_key_alone() -> None:
+    assert docker_engine_ulimits(None, DEFAULT_ULIMITS, {"nofile": 20000}) == {"ulimits": None, "errors": []}

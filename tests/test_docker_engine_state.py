@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from docker_engine_state import api_answers, installed_packages, path_state, read_text
+from docker_engine_state import api_answers, hard_limits, installed_packages, path_state, read_text
 
 
 def test_only_installed_and_configured_packages_count() -> None:
@@ -58,3 +58,14 @@ def test_the_api_answers_only_with_200(tmp_path: Path, reply: bytes, answers: bo
 
 def test_no_socket_means_no_api(tmp_path: Path) -> None:
     assert api_answers(str(tmp_path / "docker.sock")) is False
+
+
+def test_the_inits_hard_limits_are_read_by_ulimit_name() -> None:
+    proc_limits = """Limit                     Soft Limit           Hard Limit           Units
+Max cpu time              unlimited            unlimited            seconds
+Max processes             95000                95000                processes
+Max open files            1024                 20000                files
+Max locked memory         8388608              unlimited            bytes
+"""
+    assert hard_limits(proc_limits) == {"nproc": 95000, "nofile": 20000}
+    assert hard_limits(Path("/proc/1/limits").read_text(encoding="utf-8")).get("nofile", 1) > 0

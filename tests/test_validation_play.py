@@ -39,6 +39,11 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
                                                  "agent_stack_gateway_ca_bundle"),
     "a model key nginx would not take as one string": ({"agent_stack_api_key": 'k" ; include /etc/shadow'},
                                                         "agent_stack_api_key"),
+    "a base from an archive without one": ({"agent_images_base_source": "archive"}, "agent_images_base_archive"),
+    "a Debian mirror that is not a URL": ({"agent_images_base_mirror": "deb.debian.org/debian"}, "agent_images_base_mirror"),
+    "a ulimit above what this host grants": (
+        {"docker_engine_default_ulimits": {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 2 ** 40}}},
+        "docker_engine_default_ulimits.nofile"),
 }
 MERGED: dict[str, dict[str, Any]] = {
     "only a backend in the model's defaults": {"agent_model_defaults": {"backend": {"type": "command", "argv": ["true"]}}},

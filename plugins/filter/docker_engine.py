@@ -56,6 +56,27 @@ def docker_engine_pool_errors(pools: list[dict[str, Any]]) -> list[str]:
     return errors
 
 
+def docker_engine_ulimits(value: dict[str, Any] | None, default: dict[str, Any], host: dict[str, int]) -> dict[str, Any]:
+    """The default ulimits within what the host grants (host: its init's hard limits by name). The
+    role's own value is lowered to the host's limit (a container cannot get more, and dockerd
+    would refuse to start it); a value the user set above it is an error naming the field."""
+    if value is None:
+        return {"ulimits": None, "errors": []}
+    ulimits, errors = {}, []
+    for name, limit in value.items():
+        ceiling = host.get(str(limit.get("Name", name)) if isinstance(limit, dict) else name)
+        hard = limit.get("Hard") if isinstance(limit, dict) else None
+        if ceiling is None or not isinstance(hard, int) or hard <= ceiling:
+            ulimits[name] = limit
+        elif limit == default.get(name):
+            ulimits[name] = {**limit, "Hard": ceiling, "Soft": min(int(limit.get("Soft", ceiling)), ceiling)}
+        else:
+            ulimits[name] = limit
+            errors.append(f"docker_engine_default_ulimits.{name}: Hard {hard} is above what this host grants "
+                          f"({ceiling}, the hard limit of its init); no container could start with it")
+    return {"ulimits": ulimits, "errors": errors}
+
+
 class FilterModule:
     """Ansible entry point."""
 
@@ -63,5 +84,6 @@ class FilterModule:
         return {
             "docker_engine_pool_errors": docker_engine_pool_errors,
             "docker_engine_option_errors": docker_engine_option_errors,
+            "docker_engine_ulimits": docker_engine_ulimits,
             "docker_engine_parse_daemon_json": docker_engine_parse_daemon_json,
         }

@@ -59,6 +59,13 @@ paths:
   description: For each path, C(exists) and, when it does, C(type), C(uid), C(gid) and C(mode).
   returned: success
   type: dict
+limits:
+  description:
+    - The hard limits of the host's init process by ulimit name (C(nofile), C(nproc), C(memlock)), the most any
+      service or container on the host can get; absent when unlimited.
+  returned: success
+  type: dict
+  sample: {nofile: 524288, nproc: 95000}
 """
 
 import os
@@ -109,6 +116,20 @@ def api_answers(path: str, timeout: float = 2.0) -> bool:
     return reply.startswith(b"HTTP/1.") and reply.split(b" ", 2)[1:2] == [b"200"]
 
 
+LIMIT_NAMES = {"Max open files": "nofile", "Max processes": "nproc", "Max locked memory": "memlock"}
+
+
+def hard_limits(text: str) -> dict[str, int]:
+    """The hard limits /proc/<pid>/limits lists (columns: name, soft, hard, unit), by ulimit name."""
+    limits = {}
+    for line in text.splitlines():
+        for label, name in LIMIT_NAMES.items():
+            fields = line[len(label):].split() if line.startswith(label) else []
+            if len(fields) >= 2 and fields[1].isdigit():
+                limits[name] = int(fields[1])
+    return limits
+
+
 def run(argv: list[str]) -> tuple[int, str]:
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     return result.returncode, (result.stdout or result.stderr).strip()
@@ -137,7 +158,7 @@ def main() -> None:
         changed=False, packages=packages, daemon_json=daemon_json,
         compose={"rc": compose_rc, "output": compose} if params["compose"] else {},
         service={"active": active, "enabled": enabled}, api=api_answers(params["socket"]),
-        paths={path: path_state(path) for path in params["paths"]})
+        paths={path: path_state(path) for path in params["paths"]}, limits=hard_limits(read_text("/proc/1/limits")))
 
 
 if __name__ == "__main__":
