@@ -57,13 +57,15 @@ MERGED: dict[str, dict[str, Any]] = {
 }
 
 
-def validate(extra: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+def validate(extra: dict[str, Any], callback: str = "") -> subprocess.CompletedProcess[str]:
     playbook = shutil.which("ansible-playbook")
     if playbook is None:
         pytest.skip("ansible-playbook is not on PATH (run inside the toolchain's venv)")
     if os.geteuid() != 0:
         pytest.skip("the validation play reads root-only state (become); run as root")
     environment = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    if callback:
+        environment["ANSIBLE_STDOUT_CALLBACK"] = callback
     return subprocess.run([playbook, "-i", str(ROOT / "inventories" / "local"), str(ROOT / "playbooks" / "validate.yml"),
                            "--check", "-e", json.dumps(extra)], capture_output=True, text=True, check=False,
                           env=environment, cwd=ROOT)
@@ -125,3 +127,24 @@ def test_every_role_the_play_checks_has_a_validate_entry_point() -> None:
     for role in included:
         specs = yaml.safe_load((ROOT / "roles" / role["name"].split(".")[-1] / "meta" / "argument_specs.yml").read_text())
         assert specs["argument_specs"]["validate"]["options"] == specs["argument_specs"]["main"]["options"], role
+
+
+def test_the_first_play_shows_each_hosts_plan_on_request() -> None:
+    """The plan the first play computes (-e agentfleet_show_plan=true), read back and checked by hand:
+    marie's mounts and address, the accounts the engine denies, the runtimes, secrets by path only."""
+    done = validate({"agentfleet_show_plan": True, "agent_stack_api_key": "sk-ant-never-in-the-plan"}, "ansible.posix.json")
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "sk-ant-never-in-the-plan" not in done.stdout
+    document, _ = json.JSONDecoder().raw_decode(done.stdout[done.stdout.index("{\n"):])  # after profile_tasks' lines
+    tasks = [task for play in document["plays"] for task in play["tasks"]]
+    shown = next(task for task in tasks if task["task"]["name"].startswith("Show this host's plan"))
+    plan = shown["hosts"]["localhost"]["agentfleet_plan"]
+    assert set(plan) >= {"accounts", "groups", "tree", "runtimes", "agents", "engine", "images", "stack", "projects"}
+    marie = plan["stack"]["mounts"]["marie"]
+    assert "/srv/agentfleet/inbox/marie:/agentfleet/inbox/marie:ro" in marie
+    assert not any("/anga" in mount for mount in marie)
+    assert plan["stack"]["networks"]["marie"]["network"] == "agent_marie"
+    assert set(plan["engine"]["denied_users"]) >= {"agent-orchestrator", "agent-marie", "agent-anga", "agent-fabien"}
+    assert plan["runtimes"] == ["runc"]
+    assert "/etc/agentfleet/stack/secrets/gateway_key.conf" in plan["stack"]["secrets"]
+    assert plan["stack"]["ports"]["gateway"] == 8080 and plan["images"]["base_source"] == "debootstrap"

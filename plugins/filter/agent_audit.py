@@ -11,9 +11,11 @@ import ipaddress
 import json
 from typing import Any
 
+from ansible_collections.agentfleet.fleet.plugins.module_utils.stack_ports import PORTS
+
 INSIDE = "/agentfleet"
 OLLAMA_SOCKET = "/run/ollama/ollama.sock"
-SERVICE_PORTS = {"gateway": 8080, "egress": 3128, "redis": 6379}
+SERVICE_PORTS = {service: PORTS[service] for service in ("gateway", "egress", "redis")}
 DISCARD_PORT = 9  # any port: a refused connect proves the address answers as well as an open one
 
 
@@ -62,9 +64,9 @@ def agent_audit_specs(stack: dict[str, Any], compose: dict[str, Any], host_addre
         # redis only for an agent whose model gives it a login; for the others it must not even resolve.
         needed = [f"{service}:{port}" for service, port in SERVICE_PORTS.items() if service != "redis" or agent["redis"]]
         no_redis = [] if agent["redis"] else [f"redis:{SERVICE_PORTS['redis']}"]
-        docker_api = ["dockerproxy:2375"]
+        docker_api = [f"dockerproxy:{PORTS['dockerproxy']}"]
         if "dockerapi" in addresses[name]:
-            needed.append("dockerproxy:2375")
+            needed.extend(docker_api)
         specs.append({"container": f"{project}-{name}-1", "agent": name, "spec": {
             "agent": name, "runtime": compose["services"][name].get("runtime", "runc"), "inside_root": INSIDE,
             "paths": _inside_paths(stack, name),

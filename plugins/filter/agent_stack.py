@@ -9,13 +9,12 @@ import posixpath
 import re
 from typing import Any
 
+from ansible_collections.agentfleet.fleet.plugins.module_utils.stack_ports import PORTS
+
 INSIDE = "/agentfleet"
 OLLAMA_INSIDE = "/run/ollama"
 PLACEHOLDER_KEY = "sk-ant-placeholder-the-gateway-holds-the-real-key"
-GATEWAY_PORT = 8080
-DOCKERPROXY_PORT = 2375
-EGRESS_PORT = 3128
-REDIS_PORT = 6379
+GATEWAY_PORT, DOCKERPROXY_PORT, EGRESS_PORT = PORTS["gateway"], PORTS["dockerproxy"], PORTS["egress"]
 # Relative CPU weight under contention: busy agents never starve the gateway, redis or proxies.
 AGENT_SHARES, SERVICE_SHARES = 512, 2048
 # Offsets in an agent's /28 (.1 is the bridge's, which has no address: inhibit_ipv4).
@@ -26,6 +25,8 @@ ISOLATED = {"internal": True, "driver_opts": {"com.docker.network.bridge.inhibit
 # Each container carries the digest of what compose made it from (its service, the networks it
 # joins, the secrets it reads): equal digests, images and health mean `compose up` would change nothing.
 DIGEST_LABEL = "agentfleet.service-digest"
+# The services built from our images besides the agents'.
+IMAGE_SERVICES = ("gateway", "egress", "redis", "dockerproxy")
 
 
 def agent_stack_mounts(stack: dict[str, Any], name: str) -> list[str]:
@@ -246,6 +247,24 @@ def _service_digest(service: dict[str, Any], networks: dict[str, Any], secrets: 
     return hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def agent_stack_plan(stack: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """The stack's part of a host's plan, from the compose project itself (image names stand in
+    for the tags the images role works out later): each agent's network, addresses and mounts,
+    the services, the secrets' paths (never their content) and the ports."""
+    compose = agent_stack_compose(stack, {name: f"agentfleet/{name}" for name in ("agent", *IMAGE_SERVICES)},
+                                  {**settings, "docker_gid": 0})
+    return {"dir": settings["dir"], "project": settings["project"],
+            "networks": agent_stack_networks(stack, settings["subnet"]),
+            "mounts": {agent["name"]: compose["services"][agent["name"]]["volumes"] for agent in stack["agents"]},
+            "services": sorted(set(compose["services"]) - {agent["name"] for agent in stack["agents"]}),
+            "secrets": sorted(spec["file"] for spec in compose["secrets"].values()), "ports": dict(PORTS)}
+
+
+def agent_stack_port(service: str) -> int:
+    """The port a service of the stack listens on (gateway, egress, redis, dockerproxy)."""
+    return PORTS[service]
+
+
 def agent_stack_drift(containers: list[dict[str, Any]], compose: dict[str, Any], images: list[dict[str, Any]]) -> list[str]:
     """Why `compose up` is needed: each service whose container is missing, stopped, not healthy,
     made from another definition or another image; each container of no service. Empty: the
@@ -385,7 +404,8 @@ class FilterModule:
                 "agent_stack_input_errors": agent_stack_input_errors,
                 "agent_stack_redis_secret_files": agent_stack_redis_secret_files,
                 "agent_stack_networks": agent_stack_networks, "agent_stack_leaving": agent_stack_leaving,
-                "agent_stack_drift": agent_stack_drift,
+                "agent_stack_drift": agent_stack_drift, "agent_stack_port": agent_stack_port,
+                "agent_stack_plan": agent_stack_plan,
                 "agent_stack_runtime_tree": agent_stack_runtime_tree,
                 "agent_stack_gateway_policy": agent_stack_gateway_policy,
                 "agent_stack_disk_bounds": agent_stack_disk_bounds}

@@ -2,6 +2,7 @@
 which is read from the role's own defaults/main.yml (one copy), instead of replacing it whole.
 
     {{ docker_engine_log_opts | agentfleet.fleet.over_role_default(role_path, 'docker_engine_log_opts') }}
+    {{ 'ollama_agent_socket_dir' | agentfleet.fleet.role_default('ollama') }}   # where no role_path is
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ def over_role_default(value: Any, role_path: str, name: str) -> Any:
     return deep_merge(default, dict(value))
 
 
+def role_default(name: str, role: str) -> Any:
+    """The default of name in the role of this collection (a play that derives a value for one
+    role from another's default reads it here instead of keeping a second copy)."""
+    defaults = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "roles", role, "defaults", "main.yml")
+    with open(defaults, encoding="utf-8") as handle:
+        values = yaml.safe_load(handle) or {}
+    if name not in values:
+        raise AnsibleFilterError(f"{name}: not a default of the role {role}")
+    return values[name]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"over_role_default": over_role_default}
+        return {"over_role_default": over_role_default, "role_default": role_default}
