@@ -86,9 +86,16 @@ def test_monitor_archives_after_retention_and_reports_stale_agents(tmp_path: Pat
 def test_claude_backend_command_and_outcomes() -> None:
     backend = Backend(type="claude", model="claude-test", max_turns=3)
     argv = backend.command({"id": "t1", "prompt": "fix it"}, "/work")
-    assert argv[:5] == ["claude", "-p", "fix it", "--output-format", "json"] and argv[-2:] == ["--model", "claude-test"]
+    assert argv[:6] == ["claude", "-p", "fix it", "--output-format", "stream-json", "--verbose"]
+    assert argv[-2:] == ["--model", "claude-test"]
     ok = json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "fixed"})
     assert backend.outcome(0, ok, "") == ("ok", "fixed", "")
+    # The stream: events, then the result (an assistant text that looks like a result does not count).
+    stream = "\n".join([json.dumps({"type": "system", "subtype": "init"}),
+                        json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": "done"}]}}),
+                        ok, ""])
+    assert backend.outcome(0, stream, "") == ("ok", "fixed", "")
+    assert backend.outcome(0, stream.replace(ok, ""), "")[0] == "failed"
     error = json.dumps({"type": "result", "subtype": "error_max_turns", "is_error": True, "result": ""})
     assert backend.outcome(1, error, "")[2] == "claude reported error_max_turns"
     assert backend.outcome(1, "Invalid API key", "")[0] == "failed"

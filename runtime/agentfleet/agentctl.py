@@ -21,6 +21,7 @@ from .fleet import Fleet, table as fleet_table
 from .disk import disk_table, read_report
 from .gateway_usage import usage_table
 from .model_key import key_missing
+from .operate import cancel, show_logs
 from .proposals import git, has_commit, trusting
 from .team import integrate, share_base
 from .untrusted import NAME, Refused, printable
@@ -142,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     waiting = commands.add_parser("wait", help="wait for a result, print it; exit 1 unless ok")
     waiting.add_argument("id")
     waiting.add_argument("--timeout", type=float, default=600)
+    logs = commands.add_parser("logs", help="a task's live transcript (an agent: its current or last task)")
+    logs.add_argument("target", metavar="TASK|AGENT")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the task ends")
+    logs.add_argument("--timeout", type=float, default=0, help="with --follow: stop after this many seconds")
+    stopping = commands.add_parser("cancel", help="(dispatcher) stop a task, or make sure it never starts")
+    stopping.add_argument("id")
     commands.add_parser("goals", help="the goals sent to the orchestrator, their tasks and publication")
     differ = commands.add_parser("diff", help="a task's or goal's proposal as a diff against its base")
     differ.add_argument("id")
@@ -244,6 +251,11 @@ def run_task_command(fleet: Fleet, args: argparse.Namespace) -> int:
         if report is None:
             raise SystemExit("agentctl: no gateway usage report yet (the monitor writes logs/<monitor>/gateway-usage.json)")
         print(usage_table(report))
+        return 0
+    elif args.command == "logs":
+        return show_logs(fleet, args.target, sys.stdout, args.follow, args.timeout)
+    elif args.command == "cancel":
+        print(cancel(fleet, args.id))
         return 0
     elif args.command == "results":
         for item in fleet.results(args.worker):

@@ -43,7 +43,9 @@ class Backend:
             values = {"{prompt}": task["prompt"], "{task_id}": task["id"], "{workspace}": workspace}
             return [_fill(part, values) for part in self.argv]
         if self.type == "claude":
-            argv = ["claude", "-p", task["prompt"], "--output-format", "json", "--max-turns", str(self.max_turns)]
+            # stream-json: one event per line as the session goes (the live transcript); the last is the result.
+            argv = ["claude", "-p", task["prompt"], "--output-format", "stream-json", "--verbose",
+                    "--max-turns", str(self.max_turns)]
             argv += ["--append-system-prompt", role_prompt] if role_prompt else []
             return argv + (["--model", self.model] if self.model else []) + self.extra_args
         return [sys.executable, "-m", "agentfleet.ollama", self.ollama_url, self.model, task["prompt"]]
@@ -52,18 +54,28 @@ class Backend:
         """(status, output, reason) from what the process left."""
         stdout, tail = stdout[:MAX_OUTPUT], stderr[-2000:].strip()
         if self.type == "claude":
-            try:
-                answer = parse(stdout.encode(), max_items=100_000, max_depth=64)
-            except Refused:
-                answer = None
-            if not isinstance(answer, dict):
-                return "failed", stdout, f"claude exited {returncode} without a JSON object: {tail}"
+            answer = final_result(stdout)
+            if answer is None:
+                return "failed", stdout, f"claude exited {returncode} without a result event: {tail}"
             failed = returncode != 0 or answer.get("is_error", False)
             text = str(answer.get("result", ""))
             return ("failed", text, f"claude reported {answer.get('subtype', 'an error')}") if failed else ("ok", text, "")
         if returncode != 0:
             return "failed", stdout, f"exit status {returncode}: {tail}"
         return "ok", stdout, ""
+
+
+def final_result(stdout: str) -> dict[str, Any] | None:
+    """The last {"type": "result"} event of claude's stream-json output (a single JSON object, the
+    json format's, counts too), parsed with the bounded parser."""
+    for line in reversed(stdout.strip().splitlines()[-200:]):
+        try:
+            event = parse(line.encode(), max_items=100_000, max_depth=64)
+        except Refused:
+            continue
+        if isinstance(event, dict) and event.get("type", "result") == "result":
+            return event
+    return None
 
 
 def _fill(part: str, values: dict[str, str]) -> str:

@@ -43,6 +43,10 @@ class Config:
         return self.root / "integration" / project
 
     @property
+    def logs(self) -> Path:
+        return self.root / "logs" / self.name
+
+    @property
     def heartbeat(self) -> Path:
         return self.root / "heartbeats" / self.name / "heartbeat.json"
 

@@ -12,16 +12,21 @@ from types import FrameType
 from typing import Any
 
 from . import schema
+from .backends import MAX_OUTPUT
 from .claims import Claim
 from .config import Config
 from .events import emit
 from .proposals import clone, propose
 from .tasks import read_task, task_id
 from .team import role_prompt
+from .transcript import SUFFIX, TranscriptWriter
 from .untrusted import Refused
 from .watch import Watcher
 
 HANDBACK = "handback"
+CANCEL = ".cancel"  # inbox/<id>.cancel: the dispatcher's word that a task must stop (agentctl cancel)
+CANCEL_POLL = 0.5
+MAX_STDERR = 8_192
 
 
 class Worker:
@@ -44,7 +49,8 @@ class Worker:
         with os.scandir(self.config.inbox) as entries:
             for entry in entries:
                 path = Path(entry.path)
-                if entry.name.startswith(".") or (self.config.results / f"{task_id(path)}.json").exists():
+                if entry.name.startswith(".") or entry.name.endswith(CANCEL) \
+                        or (self.config.results / f"{task_id(path)}.json").exists():
                     continue
                 try:
                     found.append((entry.stat(follow_symlinks=False).st_mtime, entry.name, path))
@@ -81,6 +87,9 @@ class Worker:
             return
         if task is None:
             self.finish(claim, ident, ("rejected", "", reason), started, None)
+            return
+        if self.cancelled(ident):
+            self.finish(claim, ident, ("cancelled", "", "cancelled by the dispatcher before it ran"), started, task)
             return
         self.current = ident
         self.heartbeat()
@@ -142,6 +151,14 @@ class Worker:
         clone(mirror, target, f"agentfleet/{task['id']}", task["base"], shared)
         return target
 
+    def cancelled(self, ident: str) -> bool:
+        """Whether the dispatcher asked to stop the task: a regular file in the inbox, which only the
+        dispatcher (and root) can write; a link or anything else there is not its word."""
+        try:
+            return os.lstat(self.config.inbox / f"{ident}{CANCEL}").st_mode & 0o170000 == 0o100000
+        except OSError:
+            return False
+
     def run_backend(self, task: dict[str, Any], workspace: Path, prompt: str = "") -> tuple[str, str, str]:
         backend = self.config.backend
         argv = backend.command(task, str(workspace), prompt)
@@ -149,15 +166,32 @@ class Worker:
         env = {**os.environ, "AGENTFLEET_GOAL": task["id"], "AGENTFLEET_ROLE_PROMPT": prompt} if prompt else None
         try:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True, start_new_session=True, env=env,
+                                       text=True, errors="replace", start_new_session=True, env=env,
                                        cwd=workspace if workspace.is_dir() else None)
         except OSError as error:
             return "failed", "", f"cannot start {argv[0]}: {error.strerror}"
-        deadline = time.monotonic() + backend.timeout
+        transcript = TranscriptWriter(self.config.logs / f"{task['id']}{SUFFIX}")
+        stdout: list[str] = []
+        stderr: list[str] = []
+        readers = [threading.Thread(target=_collect, args=(process.stdout, stdout, MAX_OUTPUT, transcript.line), daemon=True),
+                   threading.Thread(target=_collect, args=(process.stderr, stderr, MAX_STDERR, None), daemon=True)]
+        for reader in readers:
+            reader.start()
+        try:
+            return self._wait(process, task["id"], readers, stdout, stderr)
+        finally:
+            transcript.close()
+
+    def _wait(self, process: subprocess.Popen[str], ident: str, readers: list[threading.Thread],
+              stdout: list[str], stderr: list[str]) -> tuple[str, str, str]:
+        backend, started = self.config.backend, time.monotonic()
+        deadline, next_check = started + backend.timeout, started + CANCEL_POLL
         while True:
             try:
-                stdout, stderr = process.communicate(timeout=0.05)
-                return backend.outcome(process.returncode, stdout, stderr)
+                process.wait(timeout=0.05)
+                for reader in readers:
+                    reader.join()
+                return backend.outcome(process.returncode, "".join(stdout), "".join(stderr))
             except subprocess.TimeoutExpired:
                 now = time.monotonic()
                 if self.stopping.is_set() and now >= self.stop_requested + self.config.stop_grace:
@@ -166,6 +200,12 @@ class Worker:
                 if now >= deadline:
                     _kill(process)
                     return "timeout", "", f"no answer within {backend.timeout} s"
+                if now >= next_check:
+                    next_check = now + CANCEL_POLL
+                    if self.cancelled(ident):
+                        _kill(process)
+                        return "cancelled", "".join(stdout)[-MAX_STDERR:], \
+                            f"cancelled by the dispatcher after {now - started:.0f} s"
 
     def stop(self, signum: int = signal.SIGTERM, _frame: FrameType | None = None) -> None:
         if not self.stopping.is_set():
@@ -198,9 +238,51 @@ class Worker:
             self.heartbeat()
 
 
+def _collect(stream: Any, into: list[str], limit: int, each_line: Any) -> None:
+    """Read a child's stream to its end: keep at most limit characters (the start of stdout, the
+    end of stderr), hand every line to each_line as it comes."""
+    kept = 0
+    for line in stream:
+        if each_line is not None:
+            each_line(line)
+        if each_line is None:  # stderr: its end says why a process failed
+            into.append(line)
+            kept += len(line)
+            while kept > limit and len(into) > 1:
+                kept -= len(into.pop(0))
+        elif kept < limit:
+            into.append(line[:limit - kept])
+            kept += len(into[-1])
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below pid, read from /proc: a tool the backend started in a session of its own
+    is still its child, and must stop with it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
 def _kill(process: subprocess.Popen[str]) -> None:
+    below = _descendants(process.pid)
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    process.communicate()
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()

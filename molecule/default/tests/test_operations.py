@@ -1,0 +1,71 @@
+"""What an operator does to running work, with the real Claude Code CLI under gVisor (marie): the
+live transcript shows a task's tool calls while it runs (agentctl logs, --follow until it ends);
+agentctl cancel stops a long task within seconds, its tool included, and it is never run again;
+a worker cannot cancel anything."""
+
+from __future__ import annotations
+
+import time
+
+import testinfra.host
+from test_stack import container, run
+
+testinfra_hosts = ["ansible://agentfleet_hosts"]
+
+
+def submit(host: testinfra.host.Host, steps: str) -> str:
+    return str(run(host, f"agentctl submit --to marie 'SCRIPT {steps}'").split()[1])
+
+
+def logs_until(host: testinfra.host.Host, ident: str, wanted: str, timeout: float = 120) -> str:
+    deadline, shown = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        shown = str(host.run(f"agentctl logs {ident}").stdout)
+        if wanted in shown:
+            return shown
+        time.sleep(1)
+    raise AssertionError(f"{wanted!r} not in the transcript of {ident}: {shown[-2000:]}")
+
+
+def finished(host: testinfra.host.Host, ident: str) -> bool:
+    return bool(host.run(f"test -e /srv/agentfleet/results/marie/{ident}.json").rc == 0)
+
+
+def test_the_transcript_shows_a_running_tasks_tool_calls_before_it_ends(host: testinfra.host.Host) -> None:
+    ident = submit(host, '["echo agentfleet-live-step", "sleep 15"]')
+    shown = logs_until(host, ident, "tool Bash: sleep 15")
+    assert "tool Bash: echo agentfleet-live-step" in shown and "tool output: agentfleet-live-step" in shown
+    assert not finished(host, ident), "the task ended before its transcript was read"
+    followed = run(host, f"agentctl logs --follow --timeout 180 {ident}")
+    assert finished(host, ident) and "[finished] success" in followed, followed[-2000:]
+    # Written by marie herself, in her logs directory, which only she and the observers may enter.
+    assert host.file(f"/srv/agentfleet/logs/marie/{ident}.jsonl").user == "agent-marie"
+    directory = host.file("/srv/agentfleet/logs/marie")
+    assert (directory.user, directory.group, directory.mode) == ("agent-marie", "agentfleet-observers", 0o750)
+
+
+def test_cancel_stops_a_long_task_within_seconds_and_it_never_runs_again(host: testinfra.host.Host) -> None:
+    ident = submit(host, '["sleep 600"]')
+    logs_until(host, ident, "tool Bash: sleep 600")
+    asked = time.monotonic()
+    assert run(host, f"agentctl cancel {ident}").strip() == f"marie {ident} cancel requested"
+    while not finished(host, ident) and time.monotonic() - asked < 30:
+        time.sleep(0.5)
+    took = time.monotonic() - asked
+    shown = host.run(f"agentctl show {ident}")
+    assert shown.rc == 1 and '"status": "cancelled"' in shown.stdout and took < 10, (took, shown.stdout)
+    processes = run(host, f"docker exec {container('marie')} sh -c 'cat /proc/[0-9]*/cmdline | tr \"\\\\0\" \" \"'")
+    assert "sleep 600" not in processes, processes
+    assert "already finished on marie: cancelled" in run(host, f"agentctl cancel {ident}")
+    # The worker goes on with the next task; the cancelled one is never claimed again.
+    after = submit(host, '["echo after-the-cancel"]')
+    assert host.run(f"agentctl wait {after} --timeout 180").rc == 0
+    assert run(host, f"ls /srv/agentfleet/results/marie/ | grep -c '^{ident}'").strip() == "1"
+
+
+def test_a_worker_cannot_cancel_a_task(host: testinfra.host.Host) -> None:
+    ident = submit(host, '["sleep 30"]')
+    refused = host.run(f"docker exec {container('anga')} agentctl cancel {ident}")
+    assert refused.rc != 0 and not host.file(f"/srv/agentfleet/inbox/marie/{ident}.cancel").exists
+    run(host, f"agentctl cancel {ident}")
+    assert host.run(f"agentctl wait {ident} --timeout 60").rc == 1
