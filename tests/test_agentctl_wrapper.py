@@ -14,6 +14,7 @@ import pytest
 import yaml
 from agent_model import agent_model_stack
 from agent_stack import agent_stack_fleet_env
+from role_defaults import role_default
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "roles" / "agent_stack" / "templates" / "agentctl.sh.j2"
@@ -26,10 +27,13 @@ def fixture_agentctl(tmp_path: Path) -> Path:
     stack = agent_model_stack({name.removeprefix("agent_model_"): value for name, value in model.items()})
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True)
     environment.filters["agentfleet.fleet.agent_stack_fleet_env"] = agent_stack_fleet_env
+    environment.filters["agentfleet.fleet.role_default"] = role_default
     script = environment.from_string(TEMPLATE.read_text()).render(
         ansible_managed="test", agent_model_stack=stack, __agent_stack_dispatcher="", agent_stack_heartbeat_interval=5,
         __agent_stack_key_state="/nonexistent/state", agent_stack_dir="/nonexistent/stack",
-        __agent_stack_services={"gateway": {"uid": 1, "gid": 1}})
+        __agent_stack_services={"gateway": {"uid": 1, "gid": 1}}, agent_stack_project="agentfleet",
+        __agent_stack_compose={"services": {"gateway": {}, "marie": {}}}, agent_stack_gateway_upstream="https://api.test",
+        agent_stack_gateway_ca_bundle="")
     (tmp_path / "agentctl").write_text(script)
     stand_in = tmp_path / "bin" / "python3"
     stand_in.parent.mkdir()
@@ -50,5 +54,6 @@ def test_commands_that_read_agents_files_run_under_the_memory_bound(agentctl: Pa
     assert limit_seen(agentctl, *command) == BOUND_KB
 
 
-def test_setting_a_secret_runs_without_the_bound_that_starved_the_docker_cli(agentctl: Path) -> None:
-    assert limit_seen(agentctl, "secret", "set", "model-key") != BOUND_KB
+@pytest.mark.parametrize("command", [["secret", "set", "model-key"], ["doctor"]])
+def test_commands_that_run_the_docker_cli_run_without_the_bound_that_starved_it(agentctl: Path, command: list[str]) -> None:
+    assert limit_seen(agentctl, *command) != BOUND_KB

@@ -22,6 +22,7 @@ from .disk import disk_table, read_report
 from .gateway_usage import usage_table
 from .model_key import key_missing
 from .operate import cancel, show_logs
+from . import doctor
 from .proposals import git, has_commit, trusting
 from .team import integrate, share_base
 from .untrusted import NAME, Refused, printable
@@ -164,9 +165,13 @@ def main(argv: list[str] | None = None) -> int:
             deciding.add_argument("--reason", default="")
     refreshing = commands.add_parser("refresh", help="(root, host) fetch a project's source into its mirror now")
     refreshing.add_argument("project")
+    commands.add_parser("doctor", help="(root, host) check the engine, runtimes, services, the gateway's upstream, "
+                        "the model key, the disk and the last audit; say what to fix")
     commands.add_parser("publish-completed", help="(root, host) publish every finished goal of the projects set "
                         "to publish: on_completion")
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        return doctor.run(os.environ, args.root)
     fleet = Fleet.from_env(args.root)
     try:
         return run(fleet, args)

@@ -69,3 +69,20 @@ def test_a_worker_cannot_cancel_a_task(host: testinfra.host.Host) -> None:
     assert refused.rc != 0 and not host.file(f"/srv/agentfleet/inbox/marie/{ident}.cancel").exists
     run(host, f"agentctl cancel {ident}")
     assert host.run(f"agentctl wait {ident} --timeout 60").rc == 1
+
+
+def test_doctor_passes_on_the_healthy_fleet_and_names_a_stopped_service_with_its_fix(host: testinfra.host.Host) -> None:
+    healthy = host.run("agentctl doctor")
+    assert healthy.rc == 0, healthy.stdout + healthy.stderr
+    for line in ("OK    Docker engine", "OK    runtimes: runc, runsc", "OK    services: all",
+                 "OK    gateway reaches https://api.anthropic.test:8443", "OK    model key: set"):
+        assert line in healthy.stdout, healthy.stdout
+    run(host, f"docker stop {container('egress')}")
+    try:
+        broken = host.run("agentctl doctor")
+        assert broken.rc == 1 and "FAIL  service egress: Exited" in broken.stdout, broken.stdout
+        assert f"fix: docker logs {container('egress')}" in broken.stdout
+    finally:
+        run(host, f"docker start {container('egress')}")
+        run(host, f"for i in $(seq 60); do [ \"$(docker inspect -f '{{{{.State.Health.Status}}}}' {container('egress')})\" = "
+                  "healthy ] && exit 0; sleep 1; done; exit 1")
