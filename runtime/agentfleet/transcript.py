@@ -138,7 +138,8 @@ def render(line: bytes) -> list[str]:
     if kind == "output":
         return [cut(event.get("text", ""))]
     if kind == "system":
-        return [f"[{cut(event.get('subtype', 'system'))}] model {cut(event.get('model', '?'))}"]
+        model = f" model {cut(event['model'])}" if "model" in event else ""
+        return [f"[{cut(event.get('subtype', 'system'))}]{model}"]
     if kind == "result":
         return [f"[finished] {cut(event.get('subtype', '?'))} after {cut(event.get('num_turns', '?'))} turns"
                 + (" (error)" if event.get("is_error") else "")]
