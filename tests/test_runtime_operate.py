@@ -142,3 +142,23 @@ def test_a_transcript_that_is_a_link_or_someone_elses_is_refused(tmp_path: Path)
     (root / "logs" / "marie" / "t1.jsonl").write_text(json.dumps({"type": "output", "text": "hi"}) + "\n")
     with pytest.raises(Refused, match="owned by uid"):
         show_logs(Fleet(root, {"marie": UID + 1}), "t1", io.StringIO())
+
+
+def test_a_long_claude_session_still_ends_in_its_result(tmp_path: Path) -> None:
+    """More than the output kept (1 MB) of stream before the result event: the result is still read."""
+    root = tree(tmp_path)
+    put_task(root, "marie", "t1")
+    event = json.dumps({"type": "user", "message": {"content": [{"type": "tool_result", "content": "y" * 60_000}]}})
+    final = json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "all done"})
+    script = tmp_path / "claude"
+    script.write_text(f"#!/bin/sh\nfor i in $(seq 40); do echo '{event}'; done\necho '{final}'\n")
+    script.chmod(0o755)
+    worker = start_worker(root, "marie", [], AGENTFLEET_BACKEND=json.dumps({"type": "claude", "timeout": 60}),
+                          PATH=f"{tmp_path}:{os.environ['PATH']}")
+    try:
+        wait_for(lambda: (root / "results" / "marie" / "t1.json").exists())
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert (result(root, "marie", "t1")["status"], result(root, "marie", "t1")["output"]) == ("ok", "all done")
+    assert (root / "logs" / "marie" / "t1.jsonl").stat().st_size > 2_000_000

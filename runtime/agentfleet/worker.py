@@ -173,8 +173,9 @@ class Worker:
         transcript = TranscriptWriter(self.config.logs / f"{task['id']}{SUFFIX}")
         stdout: list[str] = []
         stderr: list[str] = []
-        readers = [threading.Thread(target=_collect, args=(process.stdout, stdout, MAX_OUTPUT, transcript.line), daemon=True),
-                   threading.Thread(target=_collect, args=(process.stderr, stderr, MAX_STDERR, None), daemon=True)]
+        readers = [threading.Thread(target=_collect, daemon=True,
+                                    args=(process.stdout, stdout, MAX_OUTPUT, transcript.line, backend.type == "claude")),
+                   threading.Thread(target=_collect, args=(process.stderr, stderr, MAX_STDERR, None, True), daemon=True)]
         for reader in readers:
             reader.start()
         try:
@@ -238,16 +239,17 @@ class Worker:
             self.heartbeat()
 
 
-def _collect(stream: Any, into: list[str], limit: int, each_line: Any) -> None:
-    """Read a child's stream to its end: keep at most limit characters (the start of stdout, the
-    end of stderr), hand every line to each_line as it comes."""
+def _collect(stream: Any, into: list[str], limit: int, each_line: Any, keep_end: bool = False) -> None:
+    """Read a child's stream to its end, handing every line to each_line as it comes; keep at most
+    limit characters of it: its start, or with keep_end its end (stderr says at its end why a
+    process failed; claude's stream ends with its result, however long the session was)."""
     kept = 0
     for line in stream:
         if each_line is not None:
             each_line(line)
-        if each_line is None:  # stderr: its end says why a process failed
-            into.append(line)
-            kept += len(line)
+        if keep_end:
+            into.append(line[-limit:])
+            kept += len(into[-1])
             while kept > limit and len(into) > 1:
                 kept -= len(into.pop(0))
         elif kept < limit:
