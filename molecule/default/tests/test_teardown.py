@@ -5,7 +5,6 @@ and a run with nothing left to remove changes nothing."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
