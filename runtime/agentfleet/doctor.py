@@ -135,4 +135,4 @@ def run(env: Mapping[str, str], root: Path, out: Callable[[str], None] = print) 
     checks += disk(root) + audit(Path(env.get("AGENTFLEET_DOCTOR_AUDIT", "/var/lib/agentfleet/audit/report.json")), time.time())
     for state, what, fix in checks:
         out(f"{state:4}  {what}" + (f"\n      fix: {fix}" if fix else ""))
-    return 1 if any(state == "FAIL" for state, _, _ in checks) else 0
+    return 1 if any(check[0] == "FAIL" for check in checks) else 0
