@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+ARTIFACT = f"agentfleet-fleet-{yaml.safe_load((ROOT / 'galaxy.yml').read_text())['version']}.tar.gz"
 
 
 def test_the_collection_builds_with_what_users_need_and_nothing_else(tmp_path: Path) -> None:
@@ -23,7 +24,7 @@ def test_the_collection_builds_with_what_users_need_and_nothing_else(tmp_path: P
         pytest.skip("ansible-galaxy is not on PATH (run inside the toolchain's venv)")
     subprocess.run([command, "collection", "build", "--output-path", str(tmp_path)], cwd=ROOT, check=True,
                    capture_output=True)
-    with tarfile.open(tmp_path / "agentfleet-fleet-0.1.0.tar.gz") as artifact:
+    with tarfile.open(tmp_path / ARTIFACT) as artifact:
         names = set(artifact.getnames())
     for needed in ("LICENSE", "CHANGELOG.md", "meta/runtime.yml", "playbooks/site.yml", "roles/agent_stack/files/gateway.js",
                    "runtime/agentfleet/worker.py", "runtime/schemas/task.schema.json"):
@@ -50,7 +51,7 @@ def test_the_installed_collection_serves_a_users_own_playbook(tmp_path: Path) ->
     environment = {"PATH": str(Path(playbook).parent) + ":/usr/bin:/bin", "HOME": str(tmp_path), "ANSIBLE_CONFIG": "",
                    "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "installed"), "ANSIBLE_NOCOLOR": "1"}
     subprocess.run([galaxy, "collection", "install", "--force", "-p", str(tmp_path / "installed"),
-                    str(tmp_path / "agentfleet-fleet-0.1.0.tar.gz")], cwd=user, env=environment, check=True,
+                    str(tmp_path / ARTIFACT)], cwd=user, env=environment, check=True,
                    capture_output=True)
     checks = [["-i", str(ROOT / "inventories" / "example"), "agentfleet.fleet.site", "--syntax-check"],
               ["-i", "inventory", "deploy.yml", "--syntax-check"]]
