@@ -32,7 +32,7 @@ import yaml
 from table import print_table
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "plugins" / "filter")]
+sys.path[:0] = [str(ROOT / "plugins" / "filter"), str(ROOT / "collections")]
 from agent_model import agent_model_stack  # noqa: E402
 from agent_stack import agent_stack_gateway_policy, agent_stack_networks  # noqa: E402
 

@@ -19,7 +19,8 @@ import testinfra.host
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+# The filters import the collection's module_utils: collections/ holds the repository as agentfleet.fleet.
+sys.path[:0] = [str(ROOT / "plugins" / "filter"), str(ROOT / "collections")]
 from agent_model import agent_model_stack  # noqa: E402
 
 PROBE = Path(__file__).with_name("access_probe.py")

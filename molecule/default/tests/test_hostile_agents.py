@@ -23,7 +23,8 @@ import testinfra.host
 
 testinfra_hosts = ["ansible://agentfleet_hosts"]
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+# The filters import the collection's module_utils: collections/ holds the repository as agentfleet.fleet.
+sys.path[:0] = [str(ROOT / "plugins" / "filter"), str(ROOT / "collections")]
 from agent_audit import agent_audit_reports  # noqa: E402
 
 TREE = "/srv/agentfleet"
