@@ -44,9 +44,16 @@ def test_the_transcript_shows_a_running_tasks_tool_calls_before_it_ends(host: te
     assert (directory.user, directory.group, directory.mode) == ("agent-marie", "agentfleet-observers", 0o750)
 
 
+# Not one `sleep 600`: the CLI refuses a standalone long sleep ("Blocked: standalone sleep 600",
+# and the task ended at once). It runs `sleep 15` (the test above): four of them, one tool call
+# each, make a task of a minute.
+STEP = "sleep 15"
+
+
 def test_cancel_stops_a_long_task_within_seconds_and_it_never_runs_again(host: testinfra.host.Host) -> None:
-    ident = submit(host, '["sleep 600"]')
-    logs_until(host, ident, "tool Bash: sleep 600")
+    ident = submit(host, f'["{STEP}", "{STEP}", "{STEP}", "{STEP}"]')
+    logs_until(host, ident, f"tool Bash: {STEP}")
+    assert not finished(host, ident), run(host, f"agentctl logs {ident}")
     asked = time.monotonic()
     assert run(host, f"agentctl cancel {ident}").strip() == f"marie {ident} cancel requested"
     while not finished(host, ident) and time.monotonic() - asked < 30:
@@ -55,7 +62,7 @@ def test_cancel_stops_a_long_task_within_seconds_and_it_never_runs_again(host: t
     shown = host.run(f"agentctl show {ident}")
     assert shown.rc == 1 and '"status": "cancelled"' in shown.stdout and took < 10, (took, shown.stdout)
     processes = run(host, f"docker exec {container('marie')} sh -c 'cat /proc/[0-9]*/cmdline | tr \"\\\\0\" \" \"'")
-    assert "sleep 600" not in processes, processes
+    assert STEP not in processes, processes
     assert "already finished on marie: cancelled" in run(host, f"agentctl cancel {ident}")
     # The worker goes on with the next task; the cancelled one is never claimed again.
     after = submit(host, '["echo after-the-cancel"]')
