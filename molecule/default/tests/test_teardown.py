@@ -44,8 +44,10 @@ def test_remove_leaves_nothing_of_ours_but_the_data_and_a_second_run_changes_not
     images = host.run("docker image ls --format '{{.Repository}}'").stdout.split()
     assert not [name for name in images if name.startswith("agentfleet")], images
     assert all(host.run(f"getent passwd {name}").rc == 2 for name in ACCOUNTS)
-    units = host.run("systemctl list-unit-files --no-legend 'agentfleet*' 'ollama*'").stdout.strip()
-    assert units == "", units
+    units = host.run("systemctl list-unit-files --no-legend 'agentfleet*' 'ollama*'").stdout.split("\n")
+    # agentfleet-test-*: the scenario's own outside world (prepare), not agentfleet's.
+    ours = [line for line in units if line.strip() and not line.startswith("agentfleet-test-")]
+    assert ours == [], ours
     for path in ("/usr/local/bin/agentctl", "/opt/agentfleet", "/etc/agentfleet/stack/compose.yml",
                  "/var/lib/agentfleet/images", "/opt/ollama"):
         assert not host.file(path).exists, path
