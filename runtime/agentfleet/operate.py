@@ -10,8 +10,8 @@ from typing import TextIO
 
 from . import schema
 from .fleet import Fleet
-from .transcript import SUFFIX, TranscriptReader, open_transcript, render
-from .untrusted import ID, NAME, Refused, names, printable
+from .transcript import SUFFIX, TranscriptReader, render
+from .untrusted import ID, NAME, Refused, names, open_checked, printable
 
 CANCEL = ".cancel"
 
@@ -51,7 +51,7 @@ def show_logs(fleet: Fleet, target: str, out: TextIO, follow: bool = False, time
         if not follow or os.path.lexists(result) or (deadline and time.monotonic() > deadline):
             raise Refused(f"no transcript of {ident} in logs/{agent} (a task that has not started, or no claude backend)")
         time.sleep(0.2)
-    fd = open_transcript(path, fleet.agents[agent])
+    fd = open_checked(path, fleet.agents[agent])
     try:
         reader = TranscriptReader(fd)
         out.write(f"== {agent} {ident}\n")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,27 +56,6 @@ class TranscriptWriter:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-
-def open_transcript(path: Path, owner: int | None) -> int:
-    """A descriptor of the transcript, checked like every agent file before it is read."""
-    try:
-        info = os.lstat(path)
-    except OSError as error:
-        raise Refused(f"cannot stat: {error.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise Refused("not a regular file")
-    if owner is not None and info.st_uid != owner:
-        raise Refused(f"owned by uid {info.st_uid}, not {owner}")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as error:
-        raise Refused(f"cannot open: {error.strerror}") from None
-    opened = os.fstat(fd)
-    if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
-        os.close(fd)
-        raise Refused("replaced while being opened")
-    return fd
 
 
 class TranscriptReader:

@@ -90,8 +90,12 @@ def _check_shape(data: bytes, max_depth: int, max_items: int) -> None:
         raise Refused(f"nested deeper than {max_depth} levels")
 
 
-def read_bytes(path: Path, owner: int | None, max_bytes: int) -> bytes:
-    """The bytes of a regular file owned by owner (any owner when None), at most max_bytes."""
+def open_checked(path: Path, owner: int | None, max_bytes: int | None = None) -> int:
+    """A descriptor of a regular file owned by owner (any owner when None), never through a link.
+
+    The file is judged by lstat before it is opened and the opened inode must be the one judged,
+    so a name swapped for a link or a device between the two is refused, not followed.
+    """
     try:
         info = os.lstat(path)
     except OSError as error:
@@ -100,16 +104,23 @@ def read_bytes(path: Path, owner: int | None, max_bytes: int) -> bytes:
         raise Refused(f"{_kind(info.st_mode)}, not a regular file")
     if owner is not None and info.st_uid != owner:
         raise Refused(f"owned by uid {info.st_uid}, not {owner}")
-    if info.st_size > max_bytes:
+    if max_bytes is not None and info.st_size > max_bytes:
         raise Refused(f"{info.st_size} bytes, over the limit of {max_bytes}")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as error:
         raise Refused(f"cannot open: {error.strerror}") from None
+    opened = os.fstat(fd)
+    if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(opened.st_mode):
+        os.close(fd)
+        raise Refused("replaced while being opened")
+    return fd
+
+
+def read_bytes(path: Path, owner: int | None, max_bytes: int) -> bytes:
+    """The bytes of a regular file owned by owner (any owner when None), at most max_bytes."""
+    fd = open_checked(path, owner, max_bytes)
     try:
-        opened = os.fstat(fd)
-        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(opened.st_mode):
-            raise Refused("replaced while being opened")
         data = os.read(fd, max_bytes + 1)
     except OSError as error:
         raise Refused(f"cannot read: {error.strerror}") from None
