@@ -20,11 +20,12 @@ from runtime_helpers import make_tree
 
 
 class FakeDockerAPI(ThreadingHTTPServer):
-    """Serves one gateway container whose stdout log lines are (timestamp, text); records paths."""
+    """Serves a gateway and an egress container whose stdout log lines are (timestamp, text); records paths."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), FakeHandler)
         self.lines: list[tuple[str, str]] = []
+        self.egress_lines: list[tuple[str, str]] = []
         self.paths: list[str] = []
         self.refuse = False
 
@@ -40,12 +41,12 @@ class FakeHandler(BaseHTTPRequestHandler):
             self.answer(403, b"agentfleet dockerproxy: only read endpoints are allowed")
         elif url.path == "/containers/json":
             labels = json.loads(query["filters"][0])["label"]
-            assert "com.docker.compose.service=gateway" in labels
-            self.answer(200, json.dumps([{"Id": "gw1"}]).encode())
-        elif url.path == "/containers/gw1/logs":
+            service = next(label.rpartition("=")[2] for label in labels if label.startswith("com.docker.compose.service="))
+            self.answer(200, json.dumps([{"Id": {"gateway": "gw1", "egress": "eg1"}[service]}]).encode())
+        elif url.path in ("/containers/gw1/logs", "/containers/eg1/logs"):
             since = parse_stamp_from_query(query["since"][0])
-            frames = b"".join(frame(f"{stamp} {text}\n") for stamp, text in self.server.lines
-                              if parse_stamp(stamp) >= since)
+            lines = self.server.lines if url.path.startswith("/containers/gw1") else self.server.egress_lines
+            frames = b"".join(frame(f"{stamp} {text}\n") for stamp, text in lines if parse_stamp(stamp) >= since)
             self.answer(200, frames)
         else:
             self.answer(404, b"{}")
@@ -152,3 +153,45 @@ def test_a_refusing_proxy_is_reported_and_the_monitor_keeps_going(tmp_path: Path
 def test_usage_without_a_report_says_so(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no gateway usage report yet"):
         agentctl.main(["--root", str(make_tree(tmp_path, ["marie"])), "usage"])
+
+
+def squid(agent: str, status: int, rule: str = "-") -> str:
+    """A line in the egress proxy's logformat (squid.conf.j2)."""
+    return json.dumps({"agent": agent, "status": status, "rule": rule})
+
+
+def test_egress_tunnels_and_refusals_are_totalled_per_agent_by_rule(tmp_path: Path, api: FakeDockerAPI,
+                                                                    capsys: pytest.CaptureFixture[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTFLEET_MONITOR", "monitor")
+    root = make_tree(tmp_path, ["fabien"])
+    api.egress_lines = [("2026-11-22T06:30:00.000000001Z", squid("fabien", 200)),
+                        ("2026-11-22T06:30:00.000000002Z", squid("fabien", 403, "ERR_AGENTFLEET_PRIVATE")),
+                        ("2026-11-22T06:30:00.000000003Z", squid("fabien", 403, "ERR_AGENTFLEET_NOT_ALLOWED")),
+                        ("2026-11-22T06:30:00.000000004Z", squid("fabien", 503, "ERR_DNS_FAIL")),
+                        ("2026-11-22T06:30:00.000000005Z", "2026/11/22 06:30:00| a notice, not a request"),
+                        ("2026-11-22T06:30:00.000000006Z", squid("-", 403, "ERR_AGENTFLEET_PORT")),
+                        ("2026-11-22T06:30:00.000000007Z", squid("\x1b[2Jx<b>", 403, "ERR_<script>")),
+                        ("2026-11-22T06:30:00.000000008Z", squid("fabien", 407, "-"))]
+    watcher = monitor(root, api)
+    watcher.check(0)
+    watcher.check(0)  # counted once
+    report = json.loads((root / "logs" / "monitor" / "egress-usage.json").read_text())
+    assert report["agents"]["fabien"] == {"tunnels": 1, "refused": {"private": 1, "not_allowed": 1, "dns_fail": 1,
+                                                                   "other": 1}, "last": "2026-11-22T06:30:00"}
+    assert report["agents"]["(not an agent)"]["refused"] == {"port": 1, "other": 1}
+    assert set(report["agents"]) == {"fabien", "(not an agent)"}
+    assert agentctl.main(["--root", str(root), "egress"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["AGENT", "TUNNELS", "REFUSED", "LAST"]
+    assert ["fabien", "1", "dns_fail:1,not_allowed:1,other:1,private:1"] in [line.split()[:3] for line in table]
+
+
+def test_a_tampered_egress_report_is_not_resumed(tmp_path: Path, api: FakeDockerAPI) -> None:
+    root = make_tree(tmp_path, ["fabien"])
+    (root / "logs" / "monitor").mkdir(parents=True)
+    (root / "logs" / "monitor" / "egress-usage.json").write_text('{"agents": {"x": {"tunnels": -1}}, "since": [0, 0]}')
+    config = Config(name="monitor", kind="monitor", root=root, backend=Backend.from_json('{"type": "command", "argv": ["true"]}'),
+                    docker_api=f"http://127.0.0.1:{api.server_address[1]}")
+    watcher = Monitor(config, retention=3600)
+    assert watcher.egress.lost and watcher.egress.agents == {}

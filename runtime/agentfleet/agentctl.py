@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from . import goals, schema
 from .fleet import Fleet, table as fleet_table
 from .disk import disk_table, read_report
+from .egress_usage import egress_table
 from .gateway_usage import usage_table
 from .model_key import key_missing
 from .operate import cancel, show_logs
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("prompt")
     commands.add_parser("status", help="agents from their heartbeats; stale ones marked STALE")
     commands.add_parser("usage", help="model API requests per agent, from the gateway's log (the monitor's report)")
+    commands.add_parser("egress", help="tunnels through the egress proxy and its refusals per agent (the monitor's report)")
     commands.add_parser("disk", help="what each agent keeps on the host's disk against its bound (the host's watcher)")
     listing = commands.add_parser("results", help="one line per result")
     listing.add_argument("--worker")
@@ -256,6 +258,12 @@ def run_task_command(fleet: Fleet, args: argparse.Namespace) -> int:
         if report is None:
             raise SystemExit("agentctl: no gateway usage report yet (the monitor writes logs/<monitor>/gateway-usage.json)")
         print(usage_table(report))
+        return 0
+    elif args.command == "egress":
+        report = fleet.usage_report("egress-usage")
+        if report is None:
+            raise SystemExit("agentctl: no egress report yet (the monitor writes logs/<monitor>/egress-usage.json)")
+        print(egress_table(report))
         return 0
     elif args.command == "logs":
         return show_logs(fleet, args.target, sys.stdout, args.follow, args.timeout)

@@ -152,16 +152,16 @@ class Fleet:
         """The agent whose inbox holds task ident (its result can only come from there)."""
         return next((w for w in sorted(self.agents) if os.path.lexists(self.root / "inbox" / w / f"{ident}.json")), None)
 
-    def usage_report(self) -> dict[str, Any] | None:
-        """The monitor's gateway usage report: only the model's monitor writes it."""
+    def usage_report(self, kind: str = "gateway-usage") -> dict[str, Any] | None:
+        """One of the monitor's reports (gateway-usage, egress-usage): only the model's monitor writes them."""
         if self.monitor not in self.agents:
             self.problems.append("no monitor in the model (AGENTFLEET_MONITOR); no usage report to read")
             return None
-        path = self.root / "logs" / self.monitor / "gateway-usage.json"
+        path = self.root / "logs" / self.monitor / f"{kind}.json"
         if not os.path.lexists(path):
             return None
         try:
-            return read_document(path, "gateway-usage", self.agents[self.monitor])
+            return read_document(path, kind, self.agents[self.monitor])
         except Refused as problem:
             self.refuse(path, str(problem))
             return None

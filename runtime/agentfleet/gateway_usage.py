@@ -55,6 +55,16 @@ def parse_stamp(text: str) -> Stamp:
     return int(moment.timestamp()), int((fraction or "0").ljust(9, "0")[:9])
 
 
+def service_log(api: str, project: str, service: str, since: Stamp) -> list[str]:
+    """A compose service's stdout lines from `since` on, timestamped, through the Docker API proxy."""
+    labels = {"label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]}
+    found = json.loads(docker_get(api, "/containers/json", {"filters": json.dumps(labels)}))
+    if not found:
+        return []
+    query = {"stdout": "1", "timestamps": "1", "since": f"{since[0]}.{since[1]:09d}"}
+    return demultiplex(docker_get(api, f"/containers/{found[0]['Id']}/logs", query))
+
+
 class GatewayUsage:
     """Running totals per agent; `since` is the last log line counted, so nothing counts twice."""
 
@@ -110,13 +120,7 @@ class GatewayUsage:
 
     def poll(self, api: str, project: str) -> int:
         """Fetch the gateway's new log lines through the proxy and count them."""
-        labels = {"label": [f"com.docker.compose.project={project}", "com.docker.compose.service=gateway"]}
-        found = json.loads(docker_get(api, "/containers/json", {"filters": json.dumps(labels)}))
-        if not found:
-            return 0
-        since = f"{self.since[0]}.{self.since[1]:09d}"
-        log = docker_get(api, f"/containers/{found[0]['Id']}/logs", {"stdout": "1", "timestamps": "1", "since": since})
-        return self.add(demultiplex(log))
+        return self.add(service_log(api, project, "gateway", self.since))
 
     def document(self) -> dict[str, Any]:
         return {"agents": self.agents, "since": list(self.since)}

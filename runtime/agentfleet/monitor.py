@@ -14,6 +14,7 @@ from types import FrameType
 from . import schema
 from .fleet import Fleet
 from .disk import read_report
+from .egress_usage import EgressUsage
 from .gateway_usage import GatewayUsage
 from .config import Config
 from .events import emit
@@ -33,7 +34,9 @@ class Monitor:
         self.reported: set[str] = set()
         self.waiting: dict[Path, tuple[tuple[int, int, int], float | None]] = {}
         self.usage = GatewayUsage(config.root / "logs" / config.name / "gateway-usage.json")
+        self.egress = EgressUsage(config.root / "logs" / config.name / "egress-usage.json")
         self.usage_error = ""
+        self.egress_error = ""
         self.disk_over: set[str] = set()
         self.disk_error = ""
 
@@ -103,7 +106,7 @@ class Monitor:
             self.archived += archived
             emit(self.config.name, "archived", count=archived)
         self.report_problems()
-        self.count_gateway_requests()
+        self.count_service_use()
         self.report_disk()
         schema.write_atomic(self.config.heartbeat, {
             "agent": self.config.name, "kind": self.config.kind, "status": "idle", "task": None, "updated": now,
@@ -132,7 +135,8 @@ class Monitor:
             emit(self.config.name, "disk-back-under", of=name)
         self.disk_over = over
 
-    def count_gateway_requests(self) -> None:
+    def count_service_use(self) -> None:
+        """The gateway's requests and the egress proxy's tunnels and refusals, per agent, from their logs."""
         if not self.config.docker_api:
             return
         try:
@@ -148,6 +152,17 @@ class Monitor:
         self.usage.spent.clear()
         if counted or not self.usage.report.exists():
             schema.write_atomic(self.usage.report, self.usage.document())
+        if error:
+            return  # the same proxy serves both logs: one error line is enough
+        try:
+            tunnels, egress_error = self.egress.poll(self.config.docker_api, self.config.project), ""
+        except (OSError, ValueError) as problem:
+            tunnels, egress_error = 0, str(problem)
+        if egress_error != self.egress_error:
+            emit(self.config.name, "egress-usage-error" if egress_error else "egress-usage-ok", error=egress_error)
+            self.egress_error = egress_error
+        if tunnels or not self.egress.report.exists():
+            schema.write_atomic(self.egress.report, self.egress.document())
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         self.stopping.set()
@@ -158,6 +173,8 @@ class Monitor:
         emit(self.config.name, "started", retention=self.retention)
         if self.usage.lost:
             emit(self.config.name, "gateway-usage-reset", reason=self.usage.lost)
+        if self.egress.lost:
+            emit(self.config.name, "egress-usage-reset", reason=self.egress.lost)
         while True:
             self.check(time.time())
             if self.stopping.wait(self.config.interval):
