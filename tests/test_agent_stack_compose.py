@@ -10,7 +10,7 @@ import pytest
 import yaml
 from agent_model import agent_model_stack
 from agent_stack import (DIGEST_LABEL, agent_stack_compose, agent_stack_drift, agent_stack_input_errors, agent_stack_leaving,
-                         agent_stack_networks, agent_stack_runtime_tree)
+                         agent_stack_networks, agent_stack_runtime_tree, agent_stack_status_url)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = yaml.safe_load((ROOT / "roles" / "agent_model" / "defaults" / "main.yml").read_text())
@@ -162,6 +162,10 @@ BAD = [
     ({"redis_maxmemory": "1g"}, "agent_stack_redis_maxmemory: '1g' must be 1mb to 192mb"),
     ({"redis_maxmemory": "500mb"}, "agent_stack_redis_maxmemory: '500mb' must be 1mb to 192mb"),
     ({"redis_maxmemory_policy": "lru"}, "agent_stack_redis_maxmemory_policy: 'lru' is not one of"),
+    ({"status_address": "0.0.0.0"}, "agent_stack_status_address: '0.0.0.0' is not a loopback address"),
+    ({"status_address": "192.0.2.10"}, "agent_stack_status_address: '192.0.2.10' is not a loopback address"),
+    ({"status_address": "localhost"}, "agent_stack_status_address: 'localhost' is not an IP address"),
+    ({"status_port": 80}, "agent_stack_status_port: 80 must be 1024 to 65535"),
 ]
 
 
@@ -177,6 +181,16 @@ def test_bad_stack_input_is_named_and_secrets_never_echoed(change: dict[str, Any
 
 def test_good_stack_input_passes() -> None:
     assert agent_stack_input_errors(SETTINGS, "sk-ant-good", "p" * 16, "https://api.anthropic.com") == []
+
+
+def test_the_status_page_is_on_loopback_and_only_with_a_dispatcher() -> None:
+    stack = default_stack()
+    assert agent_stack_status_url(stack, SETTINGS) == "http://127.0.0.1:8377/"
+    assert agent_stack_status_url(stack, {**SETTINGS, "status_address": "::1", "status_port": 9000}) == "http://[::1]:9000/"
+    assert agent_stack_status_url(stack, {**SETTINGS, "status_page": False}) == ""
+    alone = {**stack, "agents": [agent for agent in stack["agents"] if not agent["capabilities"]["dispatches"]]}
+    assert agent_stack_status_url(alone, SETTINGS) == ""  # no dispatcher's account to read the fleet as
+    assert agent_stack_input_errors({**SETTINGS, "status_address": "127.0.0.2"}, "", "", "https://a.test") == []
 
 
 def test_the_secrets_may_be_left_to_the_host() -> None:

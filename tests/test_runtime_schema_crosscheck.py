@@ -157,6 +157,8 @@ BASE: dict[str, dict[str, Any]] = {
                   "completed": 0, "pid": 123},
     "gateway-usage": {"agents": {"marie": {"requests": 3, "sent": 10, "received": 20, "status": {"200": 3},
                                            "last": "2026-01-01T00:00:00Z"}}, "since": [1700000000, 5]},
+    "egress-usage": {"agents": {"fabien": {"tunnels": 2, "refused": {"private": 1}, "last": "2026-01-01T00:00:00"}},
+                     "since": [1700000000, 5]},
     "disk-usage": {"updated": 1.5, "complete": True, "agents": {"lea": {
         "bytes": 4096, "files": 2, "bound_bytes": 67108864, "bound_files": 100, "over": False, "stopped": False}}},
     "proposal": {"id": "t1", "worker": "marie", "base": "a" * 40, "head": "b" * 40, "summary": "did it",
@@ -246,6 +248,19 @@ CHANGES: dict[str, list[tuple[str, dict[str, Any], bool]]] = {
         ("tokens and refusals by rule", {"agents": {"marie": {**BASE["gateway-usage"]["agents"]["marie"], "tokens": 13,
                                                               "refused": {"rate": 1}}}}, True),
         ("negative tokens", {"agents": {"marie": {**BASE["gateway-usage"]["agents"]["marie"], "tokens": -1}}}, False),
+    ],
+    "egress-usage": [
+        ("no agents", {"agents": {}}, True),
+        ("an agent without refusals", {"agents": {"fabien": {"tunnels": 0, "refused": {}, "last": ""}}}, True),
+        ("an agent without tunnels", {"agents": {"fabien": {"refused": {}, "last": ""}}}, False),
+        ("a negative refusal count", {"agents": {"fabien": {"tunnels": 0, "refused": {"private": -1}, "last": ""}}}, False),
+        ("a refusal count as a string", {"agents": {"fabien": {"tunnels": 0, "refused": {"private": "1"}, "last": ""}}},
+         False),
+        ("an agent with an extra field", {"agents": {"fabien": {**BASE["egress-usage"]["agents"]["fabien"], "x": 1}}},
+         False),
+        ("last over maxLength", {"agents": {"fabien": {**BASE["egress-usage"]["agents"]["fabien"], "last": "l" * 65}}},
+         False),
+        ("since with three items", {"since": [1, 2, 3]}, False),
     ],
     "disk-usage": [
         ("no agents", {"agents": {}}, True),

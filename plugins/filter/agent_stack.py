@@ -257,7 +257,21 @@ def agent_stack_plan(stack: dict[str, Any], settings: dict[str, Any]) -> dict[st
             "networks": agent_stack_networks(stack, settings["subnet"]),
             "mounts": {agent["name"]: compose["services"][agent["name"]]["volumes"] for agent in stack["agents"]},
             "services": sorted(set(compose["services"]) - {agent["name"] for agent in stack["agents"]}),
-            "secrets": sorted(spec["file"] for spec in compose["secrets"].values()), "ports": dict(PORTS)}
+            "secrets": sorted(spec["file"] for spec in compose["secrets"].values()), "ports": dict(PORTS),
+            "status_page": agent_stack_status_url(stack, settings) or None}
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() in ("true", "yes", "1", "on")
+
+
+def agent_stack_status_url(stack: dict[str, Any], settings: dict[str, Any]) -> str:
+    """Where the status page is served on the host, "" when it is not (turned off, or no dispatcher
+    in the model, whose account it reads the fleet as)."""
+    if not _truthy(settings.get("status_page", True)) or not agent_stack_fleet_env(stack)["AGENTFLEET_DISPATCHER"]:
+        return ""
+    address = str(settings.get("status_address", "127.0.0.1"))
+    return f"http://{f'[{address}]' if ':' in address else address}:{settings.get('status_port', 8377)}/"
 
 
 def agent_stack_port(service: str) -> int:
@@ -354,8 +368,23 @@ def agent_stack_input_errors(settings: dict[str, Any], api_key: str, redis_passw
         value = settings.get(field)
         if value is not None and (not isinstance(value, int) or value < 1):
             errors.append(f"agent_stack_{field}: {value!r} must be a whole number of seconds >= 1")
+    errors += _status_page_errors(settings)
     if not re.match(r"^[a-z0-9][a-z0-9_-]*$", str(settings["project"])):
         errors.append(f"agent_stack_project: {settings['project']!r} is not a compose project name")
+    return errors
+
+
+def _status_page_errors(settings: dict[str, Any]) -> list[str]:
+    """The page is for the host's own users and SSH tunnels: a loopback address only."""
+    errors, address, port = [], str(settings.get("status_address", "127.0.0.1")), settings.get("status_port", 8377)
+    try:
+        if not ipaddress.ip_address(address).is_loopback:
+            errors.append(f"agent_stack_status_address: {address!r} is not a loopback address (127.0.0.0/8 or ::1); "
+                          "reach the page from elsewhere over an SSH tunnel")
+    except ValueError:
+        errors.append(f"agent_stack_status_address: {address!r} is not an IP address")
+    if not isinstance(port, int) or not 1024 <= port <= 65535:
+        errors.append(f"agent_stack_status_port: {port!r} must be 1024 to 65535")
     return errors
 
 
@@ -400,7 +429,7 @@ def agent_stack_leaving(containers: list[dict[str, Any]], stack: dict[str, Any])
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"agent_stack_compose": agent_stack_compose, "agent_stack_mounts": agent_stack_mounts,
-                "agent_stack_fleet_env": agent_stack_fleet_env,
+                "agent_stack_fleet_env": agent_stack_fleet_env, "agent_stack_status_url": agent_stack_status_url,
                 "agent_stack_input_errors": agent_stack_input_errors,
                 "agent_stack_redis_secret_files": agent_stack_redis_secret_files,
                 "agent_stack_networks": agent_stack_networks, "agent_stack_leaving": agent_stack_leaving,

@@ -8,6 +8,7 @@ the tree at --root (default $AGENTFLEET_ROOT, else /srv/agentfleet).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import secrets
@@ -23,7 +24,7 @@ from .egress_usage import egress_table
 from .gateway_usage import usage_table
 from .model_key import key_missing
 from .operate import cancel, show_logs
-from . import doctor
+from . import doctor, statuspage
 from .proposals import git, has_commit, trusting
 from .team import integrate, share_base
 from .untrusted import NAME, Refused, printable
@@ -95,6 +96,16 @@ def status_table(fleet: Fleet) -> str:
         rows.append((name, str(beat["kind"]), state, str(beat["task"] or "-"), str(beat["completed"]),
                      waiting, f"{now - float(beat['updated']):.0f}s"))
     return fleet_table(rows)
+
+
+def loopback(address: str) -> str:
+    """The page is for the host's own users (and SSH tunnels): any other address is refused."""
+    try:
+        if ipaddress.ip_address(address).is_loopback:
+            return address
+    except ValueError:
+        pass
+    raise SystemExit(f"agentctl serve: --address {printable(address)}: not a loopback address (127.0.0.0/8 or ::1)")
 
 
 def model_key_line(env: Mapping[str, str]) -> str:
@@ -169,11 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     refreshing.add_argument("project")
     commands.add_parser("doctor", help="(root, host) check the engine, runtimes, services, the gateway's upstream, "
                         "the model key, the disk and the last audit; say what to fix")
+    serving = commands.add_parser("serve", help="(host) the read-only status page, on a loopback address only")
+    serving.add_argument("--address", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
+    serving.add_argument("--port", type=int, default=8377)
     commands.add_parser("publish-completed", help="(root, host) publish every finished goal of the projects set "
                         "to publish: on_completion")
     args = parser.parse_args(argv)
     if args.command == "doctor":
         return doctor.run(os.environ, args.root)
+    if args.command == "serve":
+        return statuspage.serve(args.root, loopback(args.address), args.port)
     fleet = Fleet.from_env(args.root)
     try:
         return run(fleet, args)

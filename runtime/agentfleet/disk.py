@@ -94,15 +94,23 @@ def read_report(path: Path) -> dict[str, Any]:
     return read_document(path, "disk-usage", 0)
 
 
-def disk_table(report: dict[str, Any]) -> str:
-    rows = [("AGENT", "MIB", "BOUND_MIB", "FILES", "BOUND_FILES", "STATE")]
+def disk_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("AGENT", "MIB", "BOUND_MIB", "FILES", "BOUND_FILES", "STATE")]
     for name, state in sorted(report["agents"].items()):
         condition = "STOPPED: over its bound" if state["stopped"] else "OVER its bound" if state["over"] else "ok"
         rows.append((name, f"{state['bytes'] / MIB:.1f}", str(state["bound_bytes"] // MIB), str(state["files"]),
                      str(state["bound_files"]), condition))
+    return rows
+
+
+def disk_note(report: dict[str, Any]) -> str:
     age = time.time() - float(report["updated"])
-    note = "" if report["complete"] else "\n(incomplete: the tree has more entries than the watcher counts)"
-    return table(rows) + f"\n(counted {age:.0f} s ago){note}"
+    note = "" if report["complete"] else " (incomplete: the tree has more entries than the watcher counts)"
+    return f"counted {age:.0f} s ago{note}"
+
+
+def disk_table(report: dict[str, Any]) -> str:
+    return table(disk_rows(report)) + f"\n({disk_note(report)})"
 
 
 def main(argv: list[str]) -> int:

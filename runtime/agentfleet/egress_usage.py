@@ -77,8 +77,12 @@ class EgressUsage:
 
 
 def egress_table(report: dict[str, Any]) -> str:
-    rows = [("AGENT", "TUNNELS", "REFUSED", "LAST")]
+    return table(egress_rows(report))
+
+
+def egress_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("AGENT", "TUNNELS", "REFUSED", "LAST")]
     for name, totals in sorted(report["agents"].items()):
         refused = ",".join(f"{rule}:{count}" for rule, count in sorted(totals["refused"].items()))
         rows.append((name, str(totals["tunnels"]), refused or "-", totals["last"]))
-    return table(rows)
+    return rows

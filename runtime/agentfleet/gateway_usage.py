@@ -127,10 +127,14 @@ class GatewayUsage:
 
 
 def usage_table(report: dict[str, Any]) -> str:
-    rows = [("AGENT", "REQUESTS", "TOKENS", "STATUS", "REFUSED", "SENT", "RECEIVED", "LAST")]
+    return table(usage_rows(report))
+
+
+def usage_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("AGENT", "REQUESTS", "TOKENS", "STATUS", "REFUSED", "SENT", "RECEIVED", "LAST")]
     for name, totals in sorted(report["agents"].items()):
         statuses = ",".join(f"{code}:{count}" for code, count in sorted(totals["status"].items()))
         refused = ",".join(f"{rule}:{count}" for rule, count in sorted(totals.get("refused", {}).items()))
         rows.append((name, str(totals["requests"]), str(totals.get("tokens", 0)), statuses, refused or "-",
                      str(totals["sent"]), str(totals["received"]), totals["last"]))
-    return table(rows)
+    return rows

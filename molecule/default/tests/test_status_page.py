@@ -1,0 +1,114 @@
+"""The status page on the live fleet: served on the host's loopback only, as the dispatching agent's
+account, and a hostile agent field is shown as text in Chromium (the page is fetched on the test
+host and rendered here; the screenshot is kept in artifacts/)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import testinfra.host
+
+testinfra_hosts = ["ansible://agentfleet_hosts"]
+ROOT = Path(__file__).resolve().parents[3]
+ARTIFACTS = ROOT / "artifacts"
+TREE = "/srv/agentfleet"
+PAGE = "http://127.0.0.1:8377/"
+HOSTILE = "olga"
+IDENT = "20261130T120000-0badf00d"
+MARKUP = '<img src=x onerror="document.title=1"><b id="pwned">bold</b><script>document.title=2</script>'
+CHROMIUM = shutil.which("chromium")
+
+
+class Seen(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self.hidden += tag in ("script", "style", "title")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.hidden -= tag in ("script", "style", "title")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.text.append(data)
+
+
+@pytest.fixture(name="planted", scope="module")
+def fixture_planted(host: testinfra.host.Host) -> Iterator[str]:
+    """A valid result of olga's whose reason is markup, written by olga herself."""
+    result = {"id": IDENT, "worker": HOSTILE, "status": "failed", "output": "", "reason": MARKUP, "attempt": 1,
+              "started": time.time() - 2, "finished": time.time()}
+    code = (f"import json; open('/agentfleet/results/{HOSTILE}/{IDENT}.json', 'w').write(json.dumps({result!r}))")
+    done = host.run(f"docker exec agentfleet-{HOSTILE}-1 python3 -I -c {shlex.quote(code)}")
+    assert done.rc == 0, done.stderr
+    yield IDENT
+    host.run(f"docker exec agentfleet-{HOSTILE}-1 rm -f /agentfleet/results/{HOSTILE}/{IDENT}.json")
+
+
+def test_the_page_listens_on_loopback_only_as_the_dispatching_agent(host: testinfra.host.Host) -> None:
+    assert host.service("agentfleet-status.service").is_running
+    listening = host.check_output("ss -Hltn 'sport = :8377'").split("\n")
+    assert [line.split()[3] for line in listening if line] == ["127.0.0.1:8377"]
+    pid = host.check_output("systemctl show -p MainPID --value agentfleet-status.service")
+    assert host.check_output(f"ps -o user= -p {pid}") == "agent-orchestrator"
+    address = host.check_output("hostname -I").split()[0]  # the host's own, not loopback
+    control = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {PAGE}")
+    assert control.stdout == "200"  # the control: the same request on loopback is answered
+    assert host.run(f"curl -s --max-time 5 http://{address}:8377/").rc != 0
+    refused = host.run(f"docker exec agentfleet-marie-1 python3 -c \"import socket; socket.create_connection(('{address}', 8377), 3)\"")
+    assert refused.rc != 0
+
+
+def test_nothing_on_the_page_acts(host: testinfra.host.Host) -> None:
+    for method in ("POST", "PUT", "DELETE"):
+        assert host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' -X {method} --data x {PAGE}") == "501"
+    headers = host.check_output(f"curl -s -D - -o /dev/null {PAGE}").lower()
+    assert "content-security-policy: default-src 'none'" in headers and "script-src" not in headers
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test installs it)")
+def test_a_person_sees_the_fleet_and_a_hostile_result_as_text(host: testinfra.host.Host, planted: str) -> None:
+    agents = sorted(host.check_output(f"ls {TREE}/heartbeats").split())
+    deadline, markup = time.monotonic() + 60, ""
+    while time.monotonic() < deadline:  # the page is rendered at most every 2 s, the monitor counts every interval
+        markup = host.check_output(f"curl -s --max-time 10 {PAGE}")
+        if planted in markup and "private:" in markup:
+            break
+        time.sleep(2)
+    ARTIFACTS.mkdir(exist_ok=True)
+    saved = ARTIFACTS / "molecule-status-page.html"
+    saved.write_text(markup)
+    common = [CHROMIUM or "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+              f"--user-data-dir={ARTIFACTS / '.chromium'}"]
+    shot = ARTIFACTS / "molecule-status-page.png"
+    subprocess.run([*common, "--window-size=1400,2400", f"--screenshot={shot}", saved.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    dom = subprocess.run([*common, "--dump-dom", saved.as_uri()], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    seen = Seen()
+    seen.feed(dom)
+    text = " ".join(" ".join(seen.text).split())
+    for name in agents:
+        assert name in text
+    for title in ("Agents", "Recent results", "Goals", "Model gateway", "Egress proxy", "Disk use", "Last audit"):
+        assert title in text
+    assert " ".join(MARKUP.split()) in text  # what olga wrote, as the characters she wrote
+    assert not [tag for tag, _ in seen.tags if tag in ("img", "b", "script")]
+    assert not any(attrs.get("id") == "pwned" for _, attrs in seen.tags)
+    egress = json.loads(host.check_output(f"cat {TREE}/logs/monitor/egress-usage.json"))["agents"]
+    assert egress["fabien"]["refused"].get("private", 0) >= 1  # test_isolation's refusal, named by the proxy's note
+    assert "no report to show" not in text  # the audit's report is readable by the page's account
+    assert shot.stat().st_size > 10_000
