@@ -64,7 +64,7 @@ def test_the_page_listens_on_loopback_only_as_the_dispatching_agent(host: testin
     assert [line.split()[3] for line in listening if line] == ["127.0.0.1:8377"]
     pid = host.check_output("systemctl show -p MainPID --value agentfleet-status.service")
     assert host.check_output(f"ps -o user= -p {pid}") == "agent-orchestrator"
-    address = host.check_output("hostname -I").split()[0]  # the host's own, not loopback
+    address = host.ansible("setup", "gather_subset=network")["ansible_facts"]["ansible_default_ipv4"]["address"]
     control = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {PAGE}")
     assert control.stdout == "200"  # the control: the same request on loopback is answered
     assert host.run(f"curl -s --max-time 5 http://{address}:8377/").rc != 0
