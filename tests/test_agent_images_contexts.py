@@ -7,8 +7,11 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from agent_images import (agent_images_bake, agent_images_context_directories, agent_images_context_files,
-                          agent_images_tags)
+import jinja2
+import yaml
+from agent_images import (agent_images_bake, agent_images_change_line, agent_images_context_directories,
+                          agent_images_context_files, agent_images_tags)
+from ansible_collections.agentfleet.fleet.plugins.modules.agent_images_refresh import package_changes
 from bulk_files_helpers import converge_files
 from ansible_collections.agentfleet.fleet.plugins.module_utils.bulk_files import stale_directories
 
@@ -80,3 +83,29 @@ def test_the_bake_file_builds_every_image_from_its_own_context_with_its_tag() ->
     assert bake == {"group": {"default": {"targets": ["agent", "redis"]}},
                     "target": {"agent": {"context": "./agent", "tags": ["agentfleet/agent:def"]},
                                "redis": {"context": "./redis", "tags": ["agentfleet/redis:abc"]}}}
+
+
+def render_dockerfiles(version: str) -> dict[str, str]:
+    """The role's Dockerfile template for every image, as the role renders it (plain Jinja2 here)."""
+    root = Path(__file__).resolve().parents[1] / "roles" / "agent_images"
+    packages = yaml.safe_load((root / "vars" / "main.yml").read_text())["_agent_images_packages"]
+    template = jinja2.Environment(loader=jinja2.FileSystemLoader(root / "templates")).get_template("Dockerfile.j2")
+    settings = {"ansible_managed": "managed", "agent_images_base": "agentfleet/base:trixie", "agent_images_extra_ca_bundle": "",
+                "agent_images_npm_registry": "https://registry.npmjs.org/", "agent_images_claude_code_version": version,
+                "_agent_images_packages": packages, "_agent_images_egress_pages": {}}
+    return {name: template.render(__agent_images_name=name, **settings) for name in packages}
+
+
+def test_a_claude_code_cli_bump_rebuilds_the_agent_image_only(tmp_path: Path) -> None:
+    repositories = {name: f"agentfleet/{name}" for name in ("agent", "redis", "gateway", "dockerproxy", "egress")}
+    tags = {version: agent_images_tags(agent_images_context_files(render_dockerfiles(version), str(tmp_path), {}, ""),
+                                       str(tmp_path), repositories) for version in ("2.1.330", "2.1.331")}
+    assert [name for name in repositories if tags["2.1.330"][name] != tags["2.1.331"][name]] == ["agent"]
+
+
+def test_a_refresh_says_which_packages_changed_or_that_the_image_stays() -> None:
+    assert package_changes({"haproxy": "1", "curl": "7", "gone": "1"}, {"haproxy": "2", "curl": "7", "new": "3"}) == [
+        "haproxy 1 -> 2", "+new 3", "-gone 1"]
+    assert agent_images_change_line({"key": "gateway", "value": []}) == "gateway: no package changed; the image it runs stays"
+    line = agent_images_change_line({"key": "agent", "value": [f"p{i} 1 -> 2" for i in range(25)]})
+    assert line.startswith("agent: 25 package(s) changed: p0 1 -> 2;") and line.endswith("; and 5 more")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ollama import ollama_input_errors, ollama_is_loopback, ollama_model_tag
+from ollama import ollama_input_errors, ollama_is_loopback, ollama_model_tag, ollama_pull_summary
 
 GOOD: dict[str, Any] = {"host": "127.0.0.1:11434", "allow_wide_bind": False, "archive_sha256": {"amd64": "b" * 64},
                         "version": "0.5.7", "models": ["llama3.2:1b"], "user": "ollama",
@@ -43,3 +43,13 @@ def test_models_are_compared_by_their_listed_name() -> None:
     assert ollama_model_tag("llama3.2") == "llama3.2:latest"
     assert ollama_model_tag("llama3.2:1b") == "llama3.2:1b"
     assert ollama_model_tag("registry.test:5000/team/model") == "registry.test:5000/team/model:latest"
+
+
+def test_the_pull_summary_names_each_model_with_its_size_and_time() -> None:
+    results = [{"item": "llama3.2:1b", "delta": "0:01:02.123456"}, {"item": "tiny", "delta": "0:00:01.5"},
+               {"item": "gone", "delta": "0:00:00.1"}]
+    tags = {"models": [{"name": "llama3.2:1b", "size": 1_321_098_329}, {"name": "tiny:latest", "size": 4_200_000},
+                       "not a model"]}
+    assert ollama_pull_summary(results, tags) == ["llama3.2:1b: 1.32 GB, pulled in 0:01:02",
+                                                  "tiny:latest: 4.2 MB, pulled in 0:00:01",
+                                                  "gone:latest: not listed after the pull, pulled in 0:00:00"]

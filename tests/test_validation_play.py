@@ -41,6 +41,11 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
                                                         "agent_stack_api_key"),
     "a base from an archive without one": ({"agent_images_base_source": "archive"}, "agent_images_base_archive"),
     "a Debian mirror that is not a URL": ({"agent_images_base_mirror": "deb.debian.org/debian"}, "agent_images_base_mirror"),
+    "a refresh of an image the role does not build": ({"agent_images_refresh_images": ["nginx"]},
+                                                      "agent_images_refresh_images: nginx not among base, agent"),
+    "a refresh and a rollback in one run": ({"agent_images_refresh": True, "agent_images_rollback": True},
+                                            "agent_images_refresh and agent_images_rollback"),
+    "a status page on a public address": ({"agent_stack_status_address": "0.0.0.0"}, "agent_stack_status_address"),
     "a ulimit above what this host grants": (
         {"docker_engine_default_ulimits": {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 2 ** 40}}},
         "docker_engine_default_ulimits.nofile"),

@@ -55,8 +55,17 @@ def agent_images_bake(tags: dict[str, str]) -> dict[str, Any]:
             "target": {name: {"context": f"./{name}", "tags": [tag]} for name, tag in sorted(tags.items())}}
 
 
+def agent_images_change_line(item: dict[str, Any]) -> str:
+    """One image's refresh, for people: its changed packages, or that it stays as it was."""
+    changes = item["value"]
+    if not changes:
+        return f"{item['key']}: no package changed; the image it runs stays"
+    return f"{item['key']}: {len(changes)} package(s) changed: " + "; ".join(changes[:20]) + (
+        f"; and {len(changes) - 20} more" if len(changes) > 20 else "")
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {"agent_images_context_files": agent_images_context_files, "agent_images_bake": agent_images_bake,
                 "agent_images_context_directories": agent_images_context_directories,
-                "agent_images_tags": agent_images_tags}
+                "agent_images_tags": agent_images_tags, "agent_images_change_line": agent_images_change_line}

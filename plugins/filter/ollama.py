@@ -37,6 +37,19 @@ def ollama_model_tag(model: str) -> str:
     return model if ":" in model.rpartition("/")[2] else f"{model}:latest"
 
 
+def ollama_pull_summary(results: list[dict[str, Any]], tags: dict[str, Any]) -> list[str]:
+    """One line per pull: the model, its size on disk as Ollama lists it, and how long it took."""
+    sizes = {str(model.get("name")): model.get("size") for model in tags.get("models", []) if isinstance(model, dict)}
+    lines = []
+    for result in results:
+        name = ollama_model_tag(str(result["item"]))
+        size = sizes.get(name)
+        shown = f"{size / 1e9:.2f} GB" if isinstance(size, int) and size >= 1e8 else (
+            f"{size / 1e6:.1f} MB" if isinstance(size, int) else "not listed after the pull")
+        lines.append(f"{name}: {shown}, pulled in {str(result.get('delta', '?')).split('.', maxsplit=1)[0]}")
+    return lines
+
+
 def ollama_input_errors(settings: dict[str, Any], machine: str) -> list[str]:
     errors = []
     arch = ollama_arch(machine)
@@ -79,4 +92,5 @@ def _endpoint_errors(endpoints: Any) -> list[str]:
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"ollama_input_errors": ollama_input_errors, "ollama_is_loopback": ollama_is_loopback,
-                "ollama_arch": ollama_arch, "ollama_model_tag": ollama_model_tag}
+                "ollama_arch": ollama_arch, "ollama_model_tag": ollama_model_tag,
+                "ollama_pull_summary": ollama_pull_summary}

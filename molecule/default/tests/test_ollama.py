@@ -68,6 +68,14 @@ def test_models_are_pulled_into_ollamas_own_directory(host: testinfra.host.Host)
     assert MODEL in [model["name"] for model in tags["models"]]
 
 
+def test_the_pull_left_its_progress_where_the_play_said(host: testinfra.host.Host) -> None:
+    log = host.file("/var/log/agentfleet/ollama-pull.log")
+    assert log.user == "root" and log.mode == 0o600
+    lines = log.content_string.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("== ") and line.endswith(f"pull {MODEL}"))
+    assert "success" in lines[start + 1:]  # what `ollama pull` printed (the stand-in's one line)
+
+
 @pytest.mark.parametrize("agent", ["monitor", "olga"])
 def test_agents_that_opted_in_reach_ollama_through_the_socket(host: testinfra.host.Host, agent: str) -> None:
     answer = host.run(f"docker exec agentfleet-{agent}-1 {ASK}")
