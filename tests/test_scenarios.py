@@ -12,15 +12,16 @@ ROOT = Path(__file__).resolve().parents[1]
 OWN = {"name", "groups"}
 
 
-def platform(scenario: str) -> dict[str, Any]:
-    options: dict[str, Any] = yaml.safe_load((ROOT / "molecule" / scenario / "molecule.yml").read_text())["platforms"][0]
+def platforms(scenario: str) -> list[dict[str, Any]]:
+    options: list[dict[str, Any]] = yaml.safe_load((ROOT / "molecule" / scenario / "molecule.yml").read_text())["platforms"]
     return options
 
 
-def test_the_fresh_host_is_made_like_the_default_scenarios_hosts() -> None:
-    fresh, default = platform("fresh"), platform("default")
-    assert {key: value for key, value in fresh.items() if key not in OWN} == \
-        {key: value for key, value in default.items() if key not in OWN}
+def test_the_fresh_hosts_are_made_like_the_default_scenarios_hosts() -> None:
+    default = platforms("default")[0]
+    for fresh in platforms("fresh"):
+        assert {key: value for key, value in fresh.items() if key not in OWN} == \
+            {key: value for key, value in default.items() if key not in OWN}, fresh["name"]
 
 
 def test_every_scenarios_tests_import_and_collect(tmp_path: Path) -> None:
