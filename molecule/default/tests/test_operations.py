@@ -6,11 +6,13 @@ a worker cannot cancel anything."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import testinfra.host
 from test_stack import container, run
 
 testinfra_hosts = ["ansible://agentfleet_hosts"]
+ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts"
 
 
 def submit(host: testinfra.host.Host, steps: str) -> str:
@@ -93,3 +95,18 @@ def test_doctor_passes_on_the_healthy_fleet_and_names_a_stopped_service_with_its
         run(host, f"docker start {container('egress')}")
         run(host, f"for i in $(seq 60); do [ \"$(docker inspect -f '{{{{.State.Health.Status}}}}' {container('egress')})\" = "
                   "healthy ] && exit 0; sleep 1; done; exit 1")
+
+
+def test_every_read_command_prints_its_table_on_the_live_fleet(host: testinfra.host.Host) -> None:
+    """Each command's output as an operator sees it, kept in artifacts/ for the docs' examples."""
+    ident = submit(host, '["echo agentfleet-example"]')
+    run(host, f"agentctl wait --timeout 120 {ident}")
+    commands = ["status", "results --worker marie", f"logs {ident}", "usage", "egress", "disk", "goals", "doctor"]
+    shown = {command: host.run(f"agentctl {command}") for command in commands}
+    for command in commands:
+        assert shown[command].rc == 0 and shown[command].stdout.strip(), (command, shown[command].stderr)
+    assert "AGENT" in shown["status"].stdout and ident in shown["results --worker marie"].stdout
+    assert "tool Bash: echo agentfleet-example" in shown[f"logs {ident}"].stdout
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "agentctl-examples.txt").write_text(
+        "".join(f"$ agentctl {command}\n{shown[command].stdout.rstrip()}\n\n" for command in commands))
