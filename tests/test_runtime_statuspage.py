@@ -6,51 +6,21 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
 from agentfleet import agentctl
 from agentfleet.fleet import Fleet
 from agentfleet.statuspage import PageServer, collect, render
+from page_text import CHROMIUM, chromium, seen
 from runtime_helpers import make_tree
 
 ME = os.getuid()
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 HOSTILE = '<img src=x onerror="document.title=1"><b id="pwned">bold</b><script>document.title="pwned"</script>\x1b[2J'
-
-
-class Page(HTMLParser):
-    """What a person sees (text outside script and style) and which elements exist."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.text: list[str] = []
-        self.elements: list[tuple[str, dict[str, str | None]]] = []
-        self.hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.elements.append((tag, dict(attrs)))
-        self.hidden += tag in ("script", "style", "title")
-
-    def handle_endtag(self, tag: str) -> None:
-        self.hidden -= tag in ("script", "style", "title")
-
-    def handle_data(self, data: str) -> None:
-        if not self.hidden:
-            self.text.append(data)
-
-
-def parsed(markup: str) -> Page:
-    page = Page()
-    page.feed(markup)
-    return page
 
 
 def fleet_tree(root: Path) -> Fleet:
@@ -91,7 +61,7 @@ def test_the_page_holds_each_section_and_escapes_what_agents_wrote(tmp_path: Pat
     root = tmp_path / "tree"
     now = time.time()
     markup = render(collect(fleet_tree(root), env_for(tmp_path), now), "host<1>", now)
-    page = parsed(markup)
+    page = seen(markup)
     text = "".join(page.text)
     for title in ("Agents", "Recent results", "Model gateway: requests and refusals", "Egress proxy: tunnels and refusals",
                   "Disk use against each agent's bound", "Last audit", "Files refused while reading"):
@@ -145,27 +115,16 @@ def test_the_page_binds_only_to_loopback() -> None:
             agentctl.loopback(address)
 
 
-CHROMIUM = shutil.which("chromium")
-
-
-def chromium(*args: str) -> str:
-    assert CHROMIUM is not None
-    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                           "--user-data-dir=" + str(ARTIFACTS / ".chromium"), *args],
-                          capture_output=True, text=True, timeout=120, check=True)
-    return done.stdout
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test installs it)")
 def test_a_person_sees_the_fleet_and_the_hostile_field_as_text_in_chromium(server: PageServer) -> None:
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "status-page.png"
     shot.unlink(missing_ok=True)
-    chromium("--window-size=1280,1800", f"--screenshot={shot}", url)
+    chromium(ARTIFACTS / ".chromium", "--window-size=1280,1800", f"--screenshot={shot}", url)
     assert shot.stat().st_size > 10_000  # kept as the run's artifact
-    dom: Any = parsed(chromium("--dump-dom", url))
-    text = " ".join(" ".join(dom.text).split())
+    dom = seen(chromium(ARTIFACTS / ".chromium", "--dump-dom", url))
+    text = dom.words()
     assert "marie" in text and "busy" in text and "STALE" in text and "private:5" in text and "rate:1" in text
     assert " ".join(HOSTILE[:-4].split()) in text  # the agent's markup, as the characters it wrote
     tags = [tag for tag, _ in dom.elements]

@@ -8,15 +8,12 @@ agent's text, and no reader needs it.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 from .fleet import table
-from .gateway_usage import Stamp, parse_stamp, service_log
-from .untrusted import NAME, Refused, read_document
+from .gateway_usage import LogTotals, service_log
+from .untrusted import NAME
 
 RULE = re.compile(r"ERR_(?:AGENTFLEET_)?([A-Z0-9_]{1,40})")
 
@@ -28,34 +25,17 @@ def rule_of(code: str) -> str | None:
     return found.group(1).lower() if found else None
 
 
-class EgressUsage:
+class EgressUsage(LogTotals):
     """Running totals per agent of tunnels opened and requests refused, by rule."""
 
-    def __init__(self, report: Path) -> None:
-        self.report = report
-        self.agents: dict[str, dict[str, Any]] = {}
-        self.since: Stamp = (0, 0)
-        self.lost = ""
-        if os.path.lexists(report):
-            try:
-                saved = read_document(report, "egress-usage", os.getuid())
-            except Refused as problem:
-                self.lost = f"{report}: {problem}"
-                return
-            self.agents, self.since = saved["agents"], (int(saved["since"][0]), int(saved["since"][1]))
+    kind = "egress-usage"
 
     def add(self, lines: list[str]) -> int:
         """Count timestamped Squid lines newer than `since`; returns how many were new."""
         counted = 0
-        for line in lines:
-            stamp_text, _space, text = line.partition(" ")
-            try:
-                stamp, entry = parse_stamp(stamp_text), json.loads(text)
-            except ValueError:
-                continue  # Squid's own notices
-            if stamp <= self.since or not isinstance(entry, dict) or not isinstance(entry.get("status"), int):
+        for stamp_text, entry in self.new_entries(lines):
+            if not isinstance(entry["status"], int):
                 continue
-            self.since = stamp
             agent = str(entry.get("agent", ""))
             name = agent if NAME.match(agent) else "(not an agent)"
             totals = self.agents.setdefault(name, {"tunnels": 0, "refused": {}, "last": ""})
@@ -71,9 +51,6 @@ class EgressUsage:
     def poll(self, api: str, project: str) -> int:
         """Fetch the egress proxy's new log lines through the Docker API proxy and count them."""
         return self.add(service_log(api, project, "egress", self.since))
-
-    def document(self) -> dict[str, Any]:
-        return {"agents": self.agents, "since": list(self.since)}
 
 
 def egress_table(report: dict[str, Any]) -> str:

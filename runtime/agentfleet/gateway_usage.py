@@ -13,7 +13,7 @@ import struct
 import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .fleet import table
 from .untrusted import Refused, read_document
@@ -65,38 +65,58 @@ def service_log(api: str, project: str, service: str, since: Stamp) -> list[str]
     return demultiplex(docker_get(api, f"/containers/{found[0]['Id']}/logs", query))
 
 
-class GatewayUsage:
-    """Running totals per agent; `since` is the last log line counted, so nothing counts twice."""
+class LogTotals:
+    """Running totals per agent from a service's log, saved in a report only the monitor writes;
+    `since` is the last line counted, so nothing counts twice, across restarts too."""
+
+    kind = ""  # the report's schema
 
     def __init__(self, report: Path) -> None:
         self.report = report
         self.agents: dict[str, dict[str, Any]] = {}
         self.since: Stamp = (0, 0)
         self.lost = ""  # why a saved report could not be resumed (the totals then start again)
-        # (agent, rule, UTC day) of each budget the gateway reported spent, for the monitor to announce once.
-        self.spent: list[tuple[str, str, str]] = []
-        self.announced: set[tuple[str, str, str]] = set()
         if os.path.lexists(report):
             # The monitor's own file, in a directory only it writes; read like any other all the same.
             try:
-                saved = read_document(report, "gateway-usage", os.getuid())
+                saved = read_document(report, self.kind, os.getuid())
             except Refused as problem:
                 self.lost = f"{report}: {problem}"
                 return
             self.agents, self.since = saved["agents"], (int(saved["since"][0]), int(saved["since"][1]))
 
-    def add(self, lines: list[str]) -> int:
-        """Count timestamped gateway lines newer than `since`; returns how many requests were new."""
-        counted = 0
+    def new_entries(self, lines: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(timestamp text, JSON object) of each line newer than `since`; other lines (notices) skipped."""
         for line in lines:
             stamp_text, _space, text = line.partition(" ")
             try:
                 stamp, entry = parse_stamp(stamp_text), json.loads(text)
             except ValueError:
-                continue  # not an access line (nginx notices)
+                continue
             if stamp <= self.since or not isinstance(entry, dict) or "status" not in entry:
                 continue
             self.since = stamp
+            yield stamp_text, entry
+
+    def document(self) -> dict[str, Any]:
+        return {"agents": self.agents, "since": list(self.since)}
+
+
+class GatewayUsage(LogTotals):
+    """The gateway's requests, bytes, tokens and refusals per agent."""
+
+    kind = "gateway-usage"
+
+    def __init__(self, report: Path) -> None:
+        # (agent, rule, UTC day) of each budget the gateway reported spent, for the monitor to announce once.
+        self.spent: list[tuple[str, str, str]] = []
+        self.announced: set[tuple[str, str, str]] = set()
+        super().__init__(report)
+
+    def add(self, lines: list[str]) -> int:
+        """Count timestamped gateway lines newer than `since`; returns how many requests were new."""
+        counted = 0
+        for _stamp, entry in self.new_entries(lines):
             name = str(entry.get("agent") or "(not an agent)")
             totals = self.agents.setdefault(name, {"requests": 0, "sent": 0, "received": 0, "status": {}, "last": ""})
             totals["requests"] += 1
@@ -121,9 +141,6 @@ class GatewayUsage:
     def poll(self, api: str, project: str) -> int:
         """Fetch the gateway's new log lines through the proxy and count them."""
         return self.add(service_log(api, project, "gateway", self.since))
-
-    def document(self) -> dict[str, Any]:
-        return {"agents": self.agents, "since": list(self.since)}
 
 
 def usage_table(report: dict[str, Any]) -> str:

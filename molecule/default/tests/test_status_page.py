@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
-import subprocess
+import sys
 import time
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -18,32 +16,14 @@ import testinfra.host
 
 testinfra_hosts = ["ansible://agentfleet_hosts"]
 ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "tests"))  # the page reader the unit test uses
+from page_text import CHROMIUM, chromium, seen  # noqa: E402
 ARTIFACTS = ROOT / "artifacts"
 TREE = "/srv/agentfleet"
 PAGE = "http://127.0.0.1:8377/"
 HOSTILE = "olga"
 IDENT = "20261130T120000-0badf00d"
 MARKUP = '<img src=x onerror="document.title=1"><b id="pwned">bold</b><script>document.title=2</script>'
-CHROMIUM = shutil.which("chromium")
-
-
-class Seen(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.text: list[str] = []
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-        self.hidden += tag in ("script", "style", "title")
-
-    def handle_endtag(self, tag: str) -> None:
-        self.hidden -= tag in ("script", "style", "title")
-
-    def handle_data(self, data: str) -> None:
-        if not self.hidden:
-            self.text.append(data)
 
 
 @pytest.fixture(name="planted", scope="module")
@@ -91,23 +71,17 @@ def test_a_person_sees_the_fleet_and_a_hostile_result_as_text(host: testinfra.ho
     ARTIFACTS.mkdir(exist_ok=True)
     saved = ARTIFACTS / "molecule-status-page.html"
     saved.write_text(markup)
-    common = [CHROMIUM or "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-              f"--user-data-dir={ARTIFACTS / '.chromium'}"]
     shot = ARTIFACTS / "molecule-status-page.png"
-    subprocess.run([*common, "--window-size=1400,2400", f"--screenshot={shot}", saved.as_uri()],
-                   capture_output=True, timeout=120, check=True)
-    dom = subprocess.run([*common, "--dump-dom", saved.as_uri()], capture_output=True, text=True, timeout=120,
-                         check=True).stdout
-    seen = Seen()
-    seen.feed(dom)
-    text = " ".join(" ".join(seen.text).split())
+    chromium(ARTIFACTS / ".chromium", "--window-size=1400,2400", f"--screenshot={shot}", saved.as_uri())
+    dom = seen(chromium(ARTIFACTS / ".chromium", "--dump-dom", saved.as_uri()))
+    text = dom.words()
     for name in agents:
         assert name in text
     for title in ("Agents", "Recent results", "Goals", "Model gateway", "Egress proxy", "Disk use", "Last audit"):
         assert title in text
     assert " ".join(MARKUP.split()) in text  # what olga wrote, as the characters she wrote
-    assert not [tag for tag, _ in seen.tags if tag in ("img", "b", "script")]
-    assert not any(attrs.get("id") == "pwned" for _, attrs in seen.tags)
+    assert not [tag for tag, _ in dom.elements if tag in ("img", "b", "script")]
+    assert not any(attrs.get("id") == "pwned" for _, attrs in dom.elements)
     egress = json.loads(host.check_output(f"cat {TREE}/logs/monitor/egress-usage.json"))["agents"]
     assert egress["fabien"]["refused"].get("private", 0) >= 1  # test_isolation's refusal, named by the proxy's note
     assert "no report to show" not in text  # the audit's report is readable by the page's account
