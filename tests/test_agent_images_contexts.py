@@ -11,7 +11,7 @@ import jinja2
 import yaml
 from agent_images import (agent_images_bake, agent_images_change_line, agent_images_context_directories,
                           agent_images_context_files, agent_images_tags)
-from ansible_collections.agentfleet.fleet.plugins.modules.agent_images_refresh import package_changes
+from ansible_collections.agentfleet.fleet.plugins.modules.agent_images_refresh import package_changes, parse_packages
 from bulk_files_helpers import converge_files
 from ansible_collections.agentfleet.fleet.plugins.module_utils.bulk_files import stale_directories
 
@@ -109,3 +109,11 @@ def test_a_refresh_says_which_packages_changed_or_that_the_image_stays() -> None
     assert agent_images_change_line({"key": "gateway", "value": []}) == "gateway: no package changed; the image it runs stays"
     line = agent_images_change_line({"key": "agent", "value": [f"p{i} 1 -> 2" for i in range(25)]})
     assert line.startswith("agent: 25 package(s) changed: p0 1 -> 2;") and line.endswith("; and 5 more")
+
+
+def test_the_packages_compared_are_debians_and_the_global_npm_ones() -> None:
+    listing = ("haproxy\t3.0.11-1\ntini\t0.19.0-1\n/usr/local/lib\n"
+               "/usr/local/lib/node_modules/@anthropic-ai/claude-code:@anthropic-ai/claude-code@2.1.330:undefined\n"
+               "/usr/local/lib/node_modules/@anthropic-ai/claude-code/node_modules/ws:ws@8.18.0\n")
+    assert parse_packages(listing) == {"haproxy": "3.0.11-1", "tini": "0.19.0-1",
+                                       "npm:@anthropic-ai/claude-code": "2.1.330", "npm:ws": "8.18.0"}

@@ -87,10 +87,10 @@ def fixture_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     server.server_close()
 
 
-def request(server: PageServer, method: str, path: str = "/") -> tuple[int, dict[str, str], bytes]:
+def request(server: PageServer, method: str, path: str = "/", host: str = "") -> tuple[int, dict[str, str], bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
     try:
-        connection.request(method, path, body=b"x" if method == "POST" else None)
+        connection.request(method, path, body=b"x" if method == "POST" else None, headers={"Host": host} if host else {})
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:
@@ -106,6 +106,17 @@ def test_only_get_is_served_with_a_policy_that_allows_no_script(server: PageServ
     for method in ("POST", "PUT", "DELETE"):
         assert request(server, method)[0] == 501
     assert request(server, "GET", "/../etc/passwd")[0] == 404
+    # A name that points at loopback from a site's page (DNS rebinding) is not answered; the control: localhost is.
+    assert request(server, "GET", host="attacker.test:8377")[0] == 421
+    assert request(server, "GET", host="localhost:9000")[0] == 200
+
+
+def test_the_page_serves_on_ipv6_loopback(tmp_path: Path) -> None:
+    server = PageServer(("::1", 0), tmp_path, {})
+    try:
+        assert server.socket.family.name == "AF_INET6"
+    finally:
+        server.server_close()
 
 
 def test_the_page_binds_only_to_loopback() -> None:

@@ -82,10 +82,27 @@ def image_id(tag: str) -> str:
 
 
 def packages(tag: str) -> dict[str, str]:
-    """The image's installed Debian packages and their versions, read without any network."""
-    listing = docker("run", "--rm", "--network", "none", "--entrypoint", "dpkg-query", tag,
-                     "-W", "-f", "${Package}\t${Version}\n", timeout=120)
-    return dict(line.split("\t", 1) for line in listing.splitlines() if "\t" in line)
+    """The image's installed Debian packages and, where npm is, its global npm packages (the agent
+    image's CLI and every dependency), with their versions; read without any network."""
+    listing = docker("run", "--rm", "--network", "none", "--entrypoint", "sh", tag, "-c",
+                     "dpkg-query -W -f '${Package}\\t${Version}\\n'; "
+                     "if command -v npm >/dev/null; then npm ls --global --all --parseable --long 2>/dev/null; fi",
+                     timeout=120)
+    return parse_packages(listing)
+
+
+def parse_packages(listing: str) -> dict[str, str]:
+    """dpkg-query's name<TAB>version lines and npm ls --parseable --long's path:name@version lines."""
+    found = {}
+    for line in listing.splitlines():
+        if "\t" in line:
+            name, version = line.split("\t", 1)
+            found[name] = version
+        elif line.startswith("/") and ":" in line:  # npm: path:name@version[:...]
+            name, _at, version = line.split(":")[1].rpartition("@")
+            if name:
+                found[f"npm:{name}"] = version
+    return found
 
 
 def package_changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
@@ -106,18 +123,22 @@ def refresh(tags: dict[str, str], names: list[str], build_dir: str) -> dict[str,
     stamp, before, old = time.strftime("%Y%m%dT%H%M%S", time.gmtime()), {}, {}
     if not names:
         return {}
-    for name in names:
-        before[name], old[name] = packages(tags[name]), image_id(tags[name])
-        docker("tag", tags[name], f"{tags[name]}{BEFORE}{stamp}")
+    points = []
     try:
+        for name in names:
+            before[name], old[name] = packages(tags[name]), image_id(tags[name])
+            docker("tag", tags[name], f"{tags[name]}{BEFORE}{stamp}")
+            points.append(f"{tags[name]}{BEFORE}{stamp}")
         with open(f"{build_dir}/refresh.log", "w", encoding="utf-8") as log:
             done = subprocess.run(["docker", "buildx", "bake", "--file", "bake.json", "--no-cache", "--progress", "plain",
                                    *names], cwd=build_dir, stdout=log, stderr=subprocess.STDOUT, timeout=3600, check=False)
         if done.returncode != 0:
             raise DockerFailed(f"the rebuild failed: see {build_dir}/refresh.log")
     except (DockerFailed, OSError, subprocess.TimeoutExpired):
-        for name in names:  # the images as they were
+        for name in old:  # the images as they were, and no rollback point that is not one
             docker("tag", old[name], tags[name])
+        for point in points:
+            docker("rmi", point)
         raise
     changes = {}
     for name in names:
@@ -132,12 +153,16 @@ def refresh(tags: dict[str, str], names: list[str], build_dir: str) -> dict[str,
 
 
 def roll_back(tags: dict[str, str], names: list[str]) -> list[str]:
-    done = []
+    """Each image back on its newest rollback point; the image it leaves goes unless a container uses it."""
+    done, used = [], in_use()
     for name in names:
         points = rollback_points(tags[name])
         if points:
+            leaving = image_id(tags[name])
             docker("tag", points[0], tags[name])
             docker("rmi", points[0])
+            if leaving != image_id(tags[name]) and leaving not in used:
+                docker("rmi", leaving)
             done.append(name)
     return done
 

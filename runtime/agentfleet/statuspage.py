@@ -11,6 +11,7 @@ import hashlib
 import base64
 import html
 import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from .untrusted import Refused, parse, printable, read_bytes
 
 Rows = list[tuple[str, ...]]
 RECENT = 20  # results and goals shown, newest first
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")  # the Host header's name, the port aside
 CELL = 200  # characters of a cell; the rest is cut, marked with an ellipsis
 STYLE = ("body{font:14px/1.4 sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin-bottom:1em}"
          "th,td{border:1px solid #ccc;padding:2px 8px;text-align:left;white-space:pre-wrap}th{background:#eee}"
@@ -151,6 +153,7 @@ class PageServer(HTTPServer):
     timeout = 10
 
     def __init__(self, address: tuple[str, int], root: Path, env: Mapping[str, str], every: float = 2.0) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, PageHandler)
         self.root, self.env, self.every = root, env, every
         self.page, self.rendered = b"", 0.0
@@ -158,8 +161,11 @@ class PageServer(HTTPServer):
     def current(self) -> bytes:
         now = time.time()
         if now - self.rendered >= self.every:
-            fleet = Fleet.from_env(self.root)
-            self.page = render(collect(fleet, self.env, now), os.uname().nodename, now).encode()
+            try:
+                sections = collect(Fleet.from_env(self.root), self.env, now)
+            except Exception as error:  # noqa: BLE001 (the page says what broke instead of failing every request)
+                sections = [Section("The page could not be made", note=f"{type(error).__name__}: {error}")]
+            self.page = render(sections, os.uname().nodename, now).encode()
             self.rendered = now
         return self.page
 
@@ -174,6 +180,11 @@ class PageHandler(BaseHTTPRequestHandler):
         self.connection.settimeout(PageServer.timeout)
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        # A page a browser loaded from another site may have its name point at 127.0.0.1 (DNS
+        # rebinding): only a request that names a loopback host is answered.
+        if (self.headers.get("Host") or "").rpartition(":")[0] not in LOOPBACK_NAMES:
+            self.answer(421, b"only requests to a loopback name are answered\n", "text/plain; charset=utf-8")
+            return
         if self.path not in ("/", "/index.html"):
             self.answer(404, b"not found\n", "text/plain; charset=utf-8")
             return
