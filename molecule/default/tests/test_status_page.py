@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import testinfra.host
@@ -20,10 +21,28 @@ sys.path.insert(0, str(ROOT / "tests"))  # the page reader the unit test uses
 from page_text import CHROMIUM, chromium, seen  # noqa: E402
 ARTIFACTS = ROOT / "artifacts"
 TREE = "/srv/agentfleet"
-PAGE = "http://127.0.0.1:8377/"
 HOSTILE = "olga"
 IDENT = "20261130T120000-0badf00d"
 MARKUP = '<img src=x onerror="document.title=1"><b id="pwned">bold</b><script>document.title=2</script>'
+
+
+# The test host has no curl: Python's http.client, as a request from the host's own loopback.
+FETCH = """
+import http.client, json, sys
+method, address, host = sys.argv[1:4]
+connection = http.client.HTTPConnection(address, 8377, timeout=10)
+try:
+    connection.request(method, "/", body=b"x" if method != "GET" else None, headers={"Host": host})
+    response = connection.getresponse()
+    print(json.dumps({"status": response.status, "headers": dict(response.getheaders()),
+                      "body": response.read().decode("utf-8", "replace")}))
+except OSError as error:
+    print(json.dumps({"status": 0, "error": str(error)}))
+"""
+
+
+def fetch(host: testinfra.host.Host, method: str = "GET", address: str = "127.0.0.1", name: str = "127.0.0.1:8377") -> Any:
+    return json.loads(host.check_output(f"python3 -c {shlex.quote(FETCH)} {method} {address} {name}"))
 
 
 @pytest.fixture(name="planted", scope="module")
@@ -45,18 +64,18 @@ def test_the_page_listens_on_loopback_only_as_the_dispatching_agent(host: testin
     pid = host.check_output("systemctl show -p MainPID --value agentfleet-status.service")
     assert host.check_output(f"ps -o user= -p {pid}") == "agent-orchestrator"
     address = host.ansible("setup", "gather_subset=network")["ansible_facts"]["ansible_default_ipv4"]["address"]
-    control = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {PAGE}")
-    assert control.stdout == "200"  # the control: the same request on loopback is answered
-    assert host.run(f"curl -s --max-time 5 http://{address}:8377/").rc != 0
+    assert fetch(host)["status"] == 200  # the control: the same request on loopback is answered
+    assert fetch(host, address=address, name=f"{address}:8377")["status"] == 0  # nothing listens there
     refused = host.run(f"docker exec agentfleet-marie-1 python3 -c \"import socket; socket.create_connection(('{address}', 8377), 3)\"")
     assert refused.rc != 0
 
 
 def test_nothing_on_the_page_acts(host: testinfra.host.Host) -> None:
     for method in ("POST", "PUT", "DELETE"):
-        assert host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' -X {method} --data x {PAGE}") == "501"
-    headers = host.check_output(f"curl -s -D - -o /dev/null {PAGE}").lower()
-    assert "content-security-policy: default-src 'none'" in headers and "script-src" not in headers
+        assert fetch(host, method)["status"] == 501
+    policy = fetch(host)["headers"]["Content-Security-Policy"]
+    assert policy.startswith("default-src 'none'") and "script-src" not in policy
+    assert fetch(host, name="attacker.test:8377")["status"] == 421  # a rebound name is not answered
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test installs it)")
@@ -64,7 +83,7 @@ def test_a_person_sees_the_fleet_and_a_hostile_result_as_text(host: testinfra.ho
     agents = sorted(host.check_output(f"ls {TREE}/heartbeats").split())
     deadline, markup = time.monotonic() + 60, ""
     while time.monotonic() < deadline:  # the page is rendered at most every 2 s, the monitor counts every interval
-        markup = host.check_output(f"curl -s --max-time 10 {PAGE}")
+        markup = str(fetch(host)["body"])
         if planted in markup and "private:" in markup:
             break
         time.sleep(2)
