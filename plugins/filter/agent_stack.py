@@ -14,9 +14,12 @@ from ansible_collections.agentfleet.fleet.plugins.module_utils.stack_ports impor
 INSIDE = "/agentfleet"
 OLLAMA_INSIDE = "/run/ollama"
 PLACEHOLDER_KEY = "sk-ant-placeholder-the-gateway-holds-the-real-key"
-GATEWAY_PORT, DOCKERPROXY_PORT, EGRESS_PORT = PORTS["gateway"], PORTS["dockerproxy"], PORTS["egress"]
+GATEWAY_PORT = PORTS["gateway"]
+DOCKERPROXY_PORT = PORTS["dockerproxy"]
+EGRESS_PORT = PORTS["egress"]
 # Relative CPU weight under contention: busy agents never starve the gateway, redis or proxies.
-AGENT_SHARES, SERVICE_SHARES = 512, 2048
+AGENT_SHARES = 512
+SERVICE_SHARES = 2048
 # Offsets in an agent's /28 (.1 is the bridge's, which has no address: inhibit_ipv4).
 ADDRESSES = {"agent": 2, "gateway": 3, "redis": 4, "egress": 5}
 # An internal network whose bridge has no address: members reach each other and nothing else,
