@@ -5,7 +5,8 @@ instead: dockerproxy's image gets a dpkg database that lists an old haproxy. A r
 from the archive without the cache, reports the package, keeps the old image for rollback and the
 stack runs the new one; a second refresh finds nothing and recreates nothing; a rollback puts the
 old image back. Only dockerproxy is covered (agent_images_refresh_images), so the other images are
-not rebuilt: every other service keeps running untouched."""
+not rebuilt: every other service keeps running untouched, but the monitor, which compose recreates
+with the Docker API proxy it depends on."""
 
 from __future__ import annotations
 
@@ -51,8 +52,9 @@ def healthy_soon(host: testinfra.host.Host, container: str) -> bool:
 
 def test_refresh_reports_the_package_keeps_the_old_image_and_rollback_puts_it_back(host: testinfra.host.Host) -> None:
     current = tag(host)
-    dockerfile = (f"FROM {current}\\nRUN sed -i '/^Package: haproxy$/,/^Version:/ s/^Version: .*/Version: {OLD}/' "
-                  "/var/lib/dpkg/status")
+    user = host.check_output(f"docker image inspect -f '{{{{.Config.User}}}}' {current}")  # the image runs as nobody
+    dockerfile = (f"FROM {current}\\nUSER root\\nRUN sed -i '/^Package: haproxy$/,/^Version:/ s/^Version: .*/Version: {OLD}/' "
+                  f"/var/lib/dpkg/status\\nUSER {user}\\n")
     host.run_test(f"printf \"{dockerfile}\" | docker build --quiet --network none -t {current} -")
     aged = image_of(host, current)
     assert haproxy_version(host, current) == OLD
@@ -69,7 +71,11 @@ def test_refresh_reports_the_package_keeps_the_old_image_and_rollback_puts_it_ba
     assert healthy_soon(host, "agentfleet-dockerproxy-1")
     after = started(host)
     assert after["agentfleet-dockerproxy-1"].split()[1] == fresh
-    assert {name for name in before if before[name] != after[name]} == {"agentfleet-dockerproxy-1"}
+    # Compose recreates what depends on a recreated service: the monitor waits for the Docker API proxy.
+    dependents = {name for name in before if "dockerproxy" in host.check_output(
+        f"docker inspect -f '{{{{index .Config.Labels \"com.docker.compose.depends_on\"}}}}' {name}")}
+    assert dependents == {"agentfleet-monitor-1"}
+    assert {name for name in before if before[name] != after[name]} == {"agentfleet-dockerproxy-1"} | dependents
 
     again = playbook("-e", "agent_images_refresh=true", *ONLY)
     assert again.returncode == 0, again.stdout[-3000:]
