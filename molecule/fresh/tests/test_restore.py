@@ -31,6 +31,11 @@ REGISTRY = "/var/lib/agentfleet/accounts.json"
 KEY = "sk-ant-restore-test-0123456789abcdef"
 
 
+def extra(**values: str) -> str:
+    """-e with JSON: a passphrase with spaces stays one value (key=value splits on them)."""
+    return f"-e {shlex.quote(json.dumps(values))}"
+
+
 def snapshot(host: testinfra.host.Host) -> dict[str, str]:
     """The accounts (name, uid, gid), the registry, the secrets and marie's result, contents and owners."""
     return {"registry": host.file(REGISTRY).content_string,
@@ -60,7 +65,7 @@ def fixture_backup(host: testinfra.host.Host) -> tuple[str, dict[str, str]]:
     code = f"import json; open('/agentfleet/results/marie/{IDENT}.json', 'w').write(json.dumps({result!r}))"
     host.run_test(f"docker exec agentfleet-marie-1 python3 -I -c {shlex.quote(code)}")
     host.run_test(f"printf %s {KEY} | agentctl secret set model-key")
-    made = host.run(f"{PLAYBOOK} playbooks/backup.yml -e agent_backup_passphrase={shlex.quote(PASSPHRASE)}")
+    made = host.run(f"{PLAYBOOK} playbooks/backup.yml {extra(agent_backup_passphrase=PASSPHRASE)}")
     assert made.rc == 0, made.stdout[-3000:]
     found = re.search(r"backup: (/var/backups/agentfleet/agentfleet-\S+\.tar) \(secrets encrypted\)", made.stdout)
     assert found, made.stdout[-3000:]
@@ -88,13 +93,13 @@ def test_a_restore_onto_a_second_fresh_host_brings_the_fleet_back(host: testinfr
     images = host.check_output("docker image ls --format '{{.Repository}}:{{.Tag}}' | grep '^agentfleet/' | tr '\\n' ' '")
     carry(f"docker save {images}", "docker load >/dev/null")
 
-    wrong = target.run(f"{PLAYBOOK} playbooks/restore.yml -e agent_backup_restore_archive=/root/backup.tar "
-                       "-e agent_backup_passphrase=not-the-passphrase")
+    wrong = target.run(f"{PLAYBOOK} playbooks/restore.yml "
+                       + extra(agent_backup_restore_archive="/root/backup.tar", agent_backup_passphrase="not the passphrase"))
     assert wrong.rc != 0 and "Decrypt the secrets" in wrong.stdout, wrong.stdout[-3000:]
     assert not target.file("/srv/agentfleet").exists and not target.file(REGISTRY).exists  # nothing put back
 
-    restored = target.run(f"{PLAYBOOK} playbooks/restore.yml -e agent_backup_restore_archive=/root/backup.tar "
-                          f"-e agent_backup_passphrase={shlex.quote(PASSPHRASE)}")
+    restored = target.run(f"{PLAYBOOK} playbooks/restore.yml "
+                          + extra(agent_backup_restore_archive="/root/backup.tar", agent_backup_passphrase=PASSPHRASE))
     assert restored.rc == 0, restored.stdout[-3000:]
     deadline = time.monotonic() + 180
     while not healthy(target) and time.monotonic() < deadline:
@@ -105,6 +110,6 @@ def test_a_restore_onto_a_second_fresh_host_brings_the_fleet_back(host: testinfr
     assert shown["reason"] == "kept across a restore" and shown["worker"] == "marie"
     assert "model key" not in target.check_output("agentctl status")  # the key came back with the secrets
 
-    again = target.run(f"{PLAYBOOK} playbooks/restore.yml -e agent_backup_restore_archive=/root/backup.tar "
-                       f"-e agent_backup_passphrase={shlex.quote(PASSPHRASE)}")
+    again = target.run(f"{PLAYBOOK} playbooks/restore.yml "
+                       + extra(agent_backup_restore_archive="/root/backup.tar", agent_backup_passphrase=PASSPHRASE))
     assert again.rc != 0 and "agent_backup_restore_overwrite: this host already holds a fleet's data" in again.stdout
