@@ -67,7 +67,8 @@ def fixture_backup(host: testinfra.host.Host) -> tuple[str, dict[str, str]]:
     host.run_test(f"printf %s {KEY} | agentctl secret set model-key")
     made = host.run(f"{PLAYBOOK} playbooks/backup.yml {extra(agent_backup_passphrase=PASSPHRASE)}")
     assert made.rc == 0, made.stdout[-3000:]
-    found = re.search(r"backup: (/var/backups/agentfleet/agentfleet-\S+\.tar) \(secrets encrypted\)", made.stdout)
+    said = " ".join(made.stdout.replace("'", " ").split())  # the callback folds long messages
+    found = re.search(r"backup: (/var/backups/agentfleet/agentfleet-\S+\.tar) \(secrets encrypted\)", said)
     assert found, made.stdout[-3000:]
     return found.group(1), snapshot(host)
 
@@ -112,4 +113,4 @@ def test_a_restore_onto_a_second_fresh_host_brings_the_fleet_back(host: testinfr
 
     again = target.run(f"{PLAYBOOK} playbooks/restore.yml "
                        + extra(agent_backup_restore_archive="/root/backup.tar", agent_backup_passphrase=PASSPHRASE))
-    assert again.rc != 0 and "agent_backup_restore_overwrite: this host already holds a fleet's data" in again.stdout
+    assert again.rc != 0 and "agent_backup_restore_overwrite: this host already holds" in " ".join(again.stdout.split())
