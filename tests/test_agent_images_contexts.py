@@ -10,7 +10,8 @@ from typing import Any
 import jinja2
 import yaml
 from agent_images import (agent_images_bake, agent_images_change_line, agent_images_context_directories,
-                          agent_images_context_files, agent_images_tags)
+                          agent_images_context_files, agent_images_tags,
+                          from_references)
 from ansible_collections.agentfleet.fleet.plugins.modules.agent_images_refresh import package_changes, parse_packages
 from bulk_files_helpers import converge_files
 from ansible_collections.agentfleet.fleet.plugins.module_utils.bulk_files import stale_directories
@@ -101,6 +102,22 @@ def test_a_claude_code_cli_bump_rebuilds_the_agent_image_only(tmp_path: Path) ->
     tags = {version: agent_images_tags(agent_images_context_files(render_dockerfiles(version), str(tmp_path), {}, ""),
                                        str(tmp_path), repositories) for version in ("2.1.330", "2.1.331")}
     assert [name for name in repositories if tags["2.1.330"][name] != tags["2.1.331"][name]] == ["agent"]
+
+
+def test_a_new_base_changes_exactly_the_tags_of_the_images_built_from_it(tmp_path: Path) -> None:
+    dockerfiles = render_dockerfiles("2.1.330")
+    dockerfiles["egress"] = "FROM --platform=linux/amd64 debian:trixie-slim AS egress\nRUN true\n"
+    files = agent_images_context_files(dockerfiles, str(tmp_path), {}, "")
+    repositories = {name: f"agentfleet/{name}" for name in dockerfiles}
+    tags = {base: agent_images_tags(files, str(tmp_path), repositories,
+                                    {"agentfleet/base:trixie": base, "debian:trixie-slim": "sha256:d1"})
+            for base in ("sha256:a1", "sha256:b2")}
+    assert sorted(name for name in repositories if tags["sha256:a1"][name] != tags["sha256:b2"][name]) == [
+        "agent", "dockerproxy", "gateway", "redis"]
+    moved = agent_images_tags(files, str(tmp_path), repositories, {"agentfleet/base:trixie": "sha256:a1",
+                                                                  "debian:trixie-slim": "sha256:d2"})
+    assert [name for name in repositories if moved[name] != tags["sha256:a1"][name]] == ["egress"]
+    assert from_references("# FROM x\nfrom base AS one\nFROM --platform=$P other\n") == ["base", "other"]
 
 
 def test_a_refresh_says_which_packages_changed_or_that_the_image_stays() -> None:

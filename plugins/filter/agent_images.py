@@ -1,6 +1,6 @@
 """Filters of the agent_images role: every image's build context as one list of root's files (for
-bulk_files), and each image's tag as a hash of exactly those files, so a tag changes if and only if
-its context does."""
+bulk_files), and each image's tag as a hash of exactly those files and of the image it is built on,
+so a tag changes if and only if its context or an image it is built FROM does."""
 
 from __future__ import annotations
 
@@ -34,18 +34,33 @@ def agent_images_context_directories(names: list[str], build_dir: str) -> list[d
     return [{**spec, "uid": 0, "gid": 0} for spec in directories]
 
 
-def agent_images_tags(files: list[File], build_dir: str, repositories: dict[str, str]) -> dict[str, str]:
-    """repository:<12 hex digits of the sha256 over the image's files (path, mode, content)>."""
+def agent_images_tags(files: list[File], build_dir: str, repositories: dict[str, str],
+                      bases: dict[str, str] | None = None) -> dict[str, str]:
+    """repository:<12 hex digits of the sha256 over the image's files (path, mode, content) and the
+    id of each image its Dockerfile builds FROM, where bases knows it (reference -> image id)."""
     tags = {}
     for name, repository in repositories.items():
         prefix = f"{build_dir}/{name}/"
         digest = hashlib.sha256()
-        mine = [spec for spec in files if spec["path"].startswith(prefix)]
-        for spec in sorted(mine, key=lambda spec: str(spec["path"])):
+        mine = sorted((spec for spec in files if spec["path"].startswith(prefix)), key=lambda spec: str(spec["path"]))
+        for spec in mine:
             for part in (spec["path"][len(prefix):], spec["mode"], spec["text"]):
                 digest.update(part.encode() + b"\0")
+        dockerfile = next((spec["text"] for spec in mine if spec["path"] == prefix + "Dockerfile"), "")
+        for parent in from_references(dockerfile):
+            digest.update(f"FROM {parent}@{(bases or {}).get(parent, '')}".encode() + b"\0")
         tags[name] = f"{repository}:{digest.hexdigest()[:12]}"
     return tags
+
+
+def from_references(dockerfile: str) -> list[str]:
+    """The images a Dockerfile builds FROM (flags such as --platform skipped, stage names dropped)."""
+    references = []
+    for line in dockerfile.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0].upper() == "FROM":
+            references += [word for word in words[1:] if not word.startswith("--")][:1]
+    return references
 
 
 def agent_images_bake(tags: dict[str, str]) -> dict[str, Any]:

@@ -17,6 +17,8 @@ description:
   - C(rolled_back) puts each named image's newest C(-before-) image back under its tag.
   - Every state then removes, per repository, the images past the I(keep) newest that are neither
     a current tag nor used by a container.
+  - The name C(base) in I(tags) is the base image, which the bake does not build and whose repository may hold
+    images not ours (C(debian)); of its repository only its own rollback points are pruned.
 version_added: 0.2.0
 author: agentfleet developers (@agentfleet)
 options:
@@ -29,6 +31,12 @@ options:
     choices: [refreshed, rolled_back, pruned]
     default: refreshed
   keep: {description: "Images kept per repository besides the current one (rollback points).", type: int, default: 2}
+  previous:
+    description:
+      - For C(refreshed), images of I(names) already rebuilt or pulled again outside the bake (the base), each with
+        the id of the image it replaced; they are compared with that one, not rebuilt.
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
@@ -64,6 +72,9 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 BEFORE = "-before-"
+UNDONE = "-undone-"
+# The base image: built or pulled by the role, not by the bake; its repository may hold images not ours.
+BASE = "base"
 
 
 class DockerFailed(Exception):
@@ -112,48 +123,62 @@ def package_changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return changed + [f"-{name} {before[name]}" for name in sorted(before.keys() - after.keys())]
 
 
-def rollback_points(tag: str) -> list[str]:
-    """tag's -before- tags, newest first (the time in the name sorts)."""
+def rollback_points(tag: str, kind: str = BEFORE) -> list[str]:
+    """tag's -before- (or -undone-) tags, newest first (the time in the name sorts)."""
     repository, current = tag.rsplit(":", 1)
     listed = docker("image", "ls", repository, "--format", "{{.Tag}}").split()
-    return [f"{repository}:{name}" for name in sorted(listed, reverse=True) if name.startswith(current + BEFORE)]
+    return [f"{repository}:{name}" for name in sorted(listed, reverse=True) if name.startswith(current + kind)]
 
 
-def refresh(tags: dict[str, str], names: list[str], build_dir: str) -> dict[str, list[str]]:
-    stamp, before, old = time.strftime("%Y%m%dT%H%M%S", time.gmtime()), {}, {}
-    if not names:
-        return {}
-    points = []
+def remove(name: str) -> bool:
+    """docker rmi, except that an image still used (by a container or as another image's parent,
+    as a base is) stays: False then."""
     try:
-        for name in names:
-            before[name], old[name] = packages(tags[name]), image_id(tags[name])
-            docker("tag", tags[name], f"{tags[name]}{BEFORE}{stamp}")
-            points.append(f"{tags[name]}{BEFORE}{stamp}")
-        with open(f"{build_dir}/refresh.log", "w", encoding="utf-8") as log:
-            done = subprocess.run(["docker", "buildx", "bake", "--file", "bake.json", "--no-cache", "--progress", "plain",
-                                   *names], cwd=build_dir, stdout=log, stderr=subprocess.STDOUT, timeout=3600, check=False)
-        if done.returncode != 0:
-            raise DockerFailed(f"the rebuild failed: see {build_dir}/refresh.log")
-    except (DockerFailed, OSError, subprocess.TimeoutExpired):
-        for name in old:  # the images as they were, and no rollback point that is not one
-            docker("tag", old[name], tags[name])
-        for point in points:
-            docker("rmi", point)
-        raise
+        docker("rmi", name)
+    except DockerFailed as error:
+        if "conflict" not in str(error):
+            raise
+        return False
+    return True
+
+
+def stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+
+
+def refresh(tags: dict[str, str], names: list[str], build_dir: str, previous: dict[str, str]) -> dict[str, list[str]]:
+    """Rebuild the names not in previous without the cache; those in previous were rebuilt or pulled
+    already (the base), previous holding the image they replaced. A changed image keeps the one before
+    as <tag>-before-<time>; an unchanged one gives its tag back to the one before."""
+    now, rebuilt = stamp(), [name for name in names if name not in previous]
+    old = {name: previous.get(name) or image_id(tags[name]) for name in names}
+    before = {name: packages(old[name]) for name in names}
+    if rebuilt:
+        try:
+            with open(f"{build_dir}/refresh.log", "w", encoding="utf-8") as log:
+                done = subprocess.run(["docker", "buildx", "bake", "--file", "bake.json", "--no-cache", "--progress", "plain",
+                                       *rebuilt], cwd=build_dir, stdout=log, stderr=subprocess.STDOUT, timeout=3600, check=False)
+            if done.returncode != 0:
+                raise DockerFailed(f"the rebuild failed: see {build_dir}/refresh.log")
+        except (DockerFailed, OSError, subprocess.TimeoutExpired):
+            for name in rebuilt:  # the images as they were
+                docker("tag", old[name], tags[name])
+            raise
     changes = {}
     for name in names:
-        changes[name] = package_changes(before[name], packages(tags[name]))
-        if not changes[name]:  # the same packages: keep the image the containers run
-            fresh = image_id(tags[name])
+        fresh = image_id(tags[name])
+        changes[name] = [] if fresh == old[name] else package_changes(before[name], packages(tags[name]))
+        if changes[name]:
+            docker("tag", old[name], f"{tags[name]}{BEFORE}{now}")
+        elif fresh != old[name]:  # the same packages: keep the image the containers run
             docker("tag", old[name], tags[name])
-            docker("rmi", f"{tags[name]}{BEFORE}{stamp}")
-            if fresh != old[name]:
-                docker("rmi", fresh)
+            remove(fresh)
     return changes
 
 
 def roll_back(tags: dict[str, str], names: list[str]) -> list[str]:
-    """Each image back on its newest rollback point; the image it leaves goes unless a container uses it."""
+    """Each image back on its newest rollback point; the image it leaves goes unless a container
+    or another image (on a base) uses it: a base left so is tagged <tag>-undone-<time> for prune."""
     done, used = [], in_use()
     for name in names:
         points = rollback_points(tags[name])
@@ -161,8 +186,8 @@ def roll_back(tags: dict[str, str], names: list[str]) -> list[str]:
             leaving = image_id(tags[name])
             docker("tag", points[0], tags[name])
             docker("rmi", points[0])
-            if leaving != image_id(tags[name]) and leaving not in used:
-                docker("rmi", leaving)
+            if leaving != image_id(tags[name]) and leaving not in used and not remove(leaving):
+                docker("tag", leaving, f"{tags[name]}{UNDONE}{stamp()}")
             done.append(name)
     return done
 
@@ -175,9 +200,11 @@ def in_use() -> set[str]:
 
 
 def prune(tags: dict[str, str], keep: int) -> list[str]:
-    """Per repository, images past the keep newest that no tag of ours names now and no container uses."""
+    """Per repository, images past the keep newest that no tag of ours names now and no container
+    uses. The base's repository may hold images not ours: of it only the base's own rollback points
+    past keep go, and what a rollback undid, once no image is built on them."""
     used, current, removed = in_use(), {image_id(tag) for tag in tags.values()}, []
-    for repository in sorted({tag.rpartition(":")[0] for tag in tags.values()}):
+    for repository in sorted({tag.rpartition(":")[0] for name, tag in tags.items() if name != BASE}):
         listed = [line.split("\t") for line in docker("image", "ls", repository, "--no-trunc", "--format",
                                                       "{{.Tag}}\t{{.ID}}\t{{.CreatedAt}}").splitlines()]
         others = sorted((entry for entry in listed if len(entry) == 3 and entry[1] not in current),
@@ -187,6 +214,9 @@ def prune(tags: dict[str, str], keep: int) -> list[str]:
             if name not in used and ident not in used:
                 docker("rmi", name)
                 removed.append(name)
+    if BASE in tags:
+        stale = rollback_points(tags[BASE])[keep:] + rollback_points(tags[BASE], UNDONE)
+        removed += [name for name in stale if image_id(name) not in current | used and remove(name)]
     return removed
 
 
@@ -194,20 +224,23 @@ def main() -> None:
     module = AnsibleModule(argument_spec={
         "tags": {"type": "dict", "required": True}, "names": {"type": "list", "elements": "str"},
         "build_dir": {"type": "path", "required": True}, "keep": {"type": "int", "default": 2},
+        "previous": {"type": "dict", "default": {}},
         "state": {"type": "str", "choices": ["refreshed", "rolled_back", "pruned"], "default": "refreshed"}},
         supports_check_mode=True)
     tags: dict[str, str] = module.params["tags"]
     names = sorted(tags) if module.params["names"] is None else module.params["names"]
-    unknown = sorted(set(names) - set(tags))
+    previous: dict[str, str] = module.params["previous"]
+    unknown = sorted(set(names) - set(tags) | set(previous) - set(names))
     if unknown:
-        module.fail_json(msg=f"names: {', '.join(unknown)} are not images of this role ({', '.join(sorted(tags))})")
+        module.fail_json(msg=f"names: {', '.join(unknown)} are not images of this call ({', '.join(sorted(tags))})"
+                         " or previous names an image not in names")
     state = module.params["state"]
     if module.check_mode:
         module.exit_json(changed=state != "pruned", changes={}, rolled_back=[], pruned=[])
     result: dict[str, Any] = {"changes": {}, "rolled_back": [], "pruned": []}
     try:
         if state == "refreshed":
-            result["changes"] = refresh(tags, names, module.params["build_dir"])
+            result["changes"] = refresh(tags, names, module.params["build_dir"], previous)
         elif state == "rolled_back":
             result["rolled_back"] = roll_back(tags, names)
         result["pruned"] = prune(tags, module.params["keep"])

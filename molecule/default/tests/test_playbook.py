@@ -13,17 +13,19 @@ import subprocess
 from pathlib import Path
 
 CONVERGE = Path(__file__).resolve().parents[1] / "converge.yml"
+# The image and stack plays alone, for the tests that change nothing else.
+STACK_PLAY = CONVERGE.with_name("stack.yml")
 RECAP = re.compile(r"^(?P<host>\S+)\s*:\s*ok=\d+\s+changed=(?P<changed>\d+).*failed=(?P<failed>\d+)", re.M)
 
 
-def playbook(*args: str) -> subprocess.CompletedProcess[str]:
+def playbook(*args: str, play: Path = CONVERGE) -> subprocess.CompletedProcess[str]:
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE") or str(
         Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
     )
     # The inventory already says distro; repeating it guarantees that a wrong inventory can
     # never send a test host to Docker's repository on the internet.
     safety = ["-e", '{"docker_engine_install_source": "distro"}']
-    command = ["ansible-playbook", "-i", inventory, str(CONVERGE), *safety, *args]
+    command = ["ansible-playbook", "-i", inventory, str(play), *safety, *args]
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
 
 

@@ -9,7 +9,7 @@ import re
 import shlex
 
 import testinfra.host
-from test_playbook import playbook, recap
+from test_playbook import STACK_PLAY, playbook, recap
 from test_stack import SEEN, container, ctl, run, secret
 
 testinfra_hosts = ["ansible://agentfleet_hosts"]
@@ -68,7 +68,7 @@ def test_a_deploy_without_a_key_keeps_the_one_set_on_the_host(host: testinfra.ho
     """The inventory's key left out: the key root set stays, with its owner and mode, and nothing
     changes (no restart either)."""
     before = run(host, f"cat {KEY_FILE}")
-    result = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_stack_api_key": ""}))
+    result = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_stack_api_key": ""}), play=STACK_PLAY)
     assert result.returncode == 0, result.stdout[-3000:]
     assert recap(result.stdout)["agentfleet-trixie"] == (0, 0), result.stdout[-3000:]
     assert run(host, f"cat {KEY_FILE}") == before and host.file(STATE).content_string == "set\n"

@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 
 import testinfra.host
-from test_playbook import playbook, recap
+from test_playbook import STACK_PLAY, playbook, recap
 
 testinfra_hosts = ["ansible://agentfleet_hosts"]
-STACK = "/etc/agentfleet/stack"
+STACK_DIR = "/etc/agentfleet/stack"
 # Each file is read by exactly one service; gateway, redis and every agent read neither.
 TAMPERED = {"squid.conf": "egress", "haproxy.cfg": "dockerproxy"}
 
@@ -32,13 +32,13 @@ def test_a_rewritten_configuration_restarts_only_its_service(host: testinfra.hos
     before = started(host)
     assert set(TAMPERED.values()) | {"gateway", "redis", "marie"} <= set(before), before
     for name in TAMPERED:
-        host.run_test(f"echo '# changed by hand' >> {STACK}/{name}")
-    result = playbook("--limit", "agentfleet-trixie")
+        host.run_test(f"echo '# changed by hand' >> {STACK_DIR}/{name}")
+    result = playbook("--limit", "agentfleet-trixie", play=STACK_PLAY)
     assert result.returncode == 0, result.stdout[-3000:]
     # The file task and one handler per tampered file; nothing else.
     assert recap(result.stdout)["agentfleet-trixie"] == (1 + len(TAMPERED), 0), result.stdout[-3000:]
     for name in TAMPERED:
-        assert "changed by hand" not in host.file(f"{STACK}/{name}").content_string
+        assert "changed by hand" not in host.file(f"{STACK_DIR}/{name}").content_string
     after = started(host)
     assert set(after) == set(before)
     restarted = {service for service in before if after[service] != before[service]}
@@ -53,10 +53,10 @@ def test_a_rerun_brings_back_a_container_stopped_or_removed_by_hand(host: testin
     """A re-run skips compose when the project runs as declared (agent_stack_drift); a stopped and
     a removed container are drift, and the re-run's compose up brings both back."""
     host.run_test("docker stop agentfleet-egress-1 && docker rm -f agentfleet-lea-1")
-    result = playbook("--limit", "agentfleet-trixie")
+    result = playbook("--limit", "agentfleet-trixie", play=STACK_PLAY)
     assert result.returncode == 0, result.stdout[-3000:]
     assert recap(result.stdout)["agentfleet-trixie"] == (1, 0), result.stdout[-3000:]
     assert all(healthy(host, service) for service in ("egress", "lea"))
-    again = playbook("--limit", "agentfleet-trixie")
+    again = playbook("--limit", "agentfleet-trixie", play=STACK_PLAY)
     assert recap(again.stdout)["agentfleet-trixie"] == (0, 0), again.stdout[-3000:]
     assert "skipping: [agentfleet-trixie]" in again.stdout.split("Deploy the stack and wait")[1].split("TASK")[0]
