@@ -1,0 +1,125 @@
+"""The fleet's NATS server: its configuration and each host's permissions, derived from the fleet
+(every host's node name, address, workers and roles), and the role's input checks.
+
+The protocol the permissions allow, and nothing else:
+  fleet.task.worker.<worker>, fleet.task.role.<role>   any host submits (stream AGENTFLEET_TASKS,
+                                                       work-queue retention, de-duplicated by task id)
+  consumer worker-<worker> / role-<role>               pulled and acknowledged only by the hosts that
+                                                       run that worker / a worker of that role
+  fleet.result.<node>.<task>                           a host publishes only under its own node
+                                                       (stream AGENTFLEET_RESULTS, de-duplicated)
+  $KV.agentfleet_workers.<node>.<worker>               a host writes only its own workers' entries
+  _INBOX_<node>.>                                      a host's replies, read by that host alone
+Streams and consumers are made by the admin user, whose certificate only root on a fleet host holds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+SIZE = re.compile(r"^[1-9][0-9]*[KMGT]?$")
+TASKS, RESULTS, WORKERS = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_workers"
+TLS_DIR = "/etc/agentfleet/nats/tls"
+# What no relay may ask of the JetStream API, whatever else it is allowed.
+DENIED = ["$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>",
+          "$JS.API.STREAM.MSG.DELETE.>", "$JS.API.CONSUMER.DELETE.>", "$JS.API.CONSUMER.CREATE." + TASKS + ".>",
+          "$JS.API.CONSUMER.DURABLE.CREATE." + TASKS + ".>", "$SYS.>"]
+
+
+def nats_node(name: str) -> str:
+    """A host's node name: its inventory name with what a subject token cannot hold replaced."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", name)[:63]
+
+
+def nats_relay_permissions(node: str, workers: list[str], roles: list[str]) -> dict[str, Any]:
+    consumers = [f"worker-{name}" for name in sorted(workers)] + [f"role-{role}" for role in sorted(set(roles))]
+    publish = ["fleet.task.>", f"fleet.result.{node}.>", "$JS.API.INFO", f"$JS.API.STREAM.INFO.{TASKS}",
+               f"$JS.API.STREAM.INFO.{RESULTS}", f"$JS.API.STREAM.INFO.KV_{WORKERS}",
+               f"$JS.API.CONSUMER.CREATE.{RESULTS}", f"$JS.API.CONSUMER.CREATE.{RESULTS}.>",
+               f"$JS.API.CONSUMER.CREATE.KV_{WORKERS}", f"$JS.API.CONSUMER.CREATE.KV_{WORKERS}.>",
+               f"$JS.API.DIRECT.GET.KV_{WORKERS}.>", f"$JS.API.STREAM.MSG.GET.KV_{WORKERS}",
+               f"$KV.{WORKERS}.{node}.>"]
+    for consumer in consumers:
+        publish += [f"$JS.API.CONSUMER.INFO.{TASKS}.{consumer}", f"$JS.API.CONSUMER.MSG.NEXT.{TASKS}.{consumer}",
+                    f"$JS.ACK.{TASKS}.{consumer}.>"]
+    return {"publish": {"allow": publish, "deny": DENIED},
+            "subscribe": {"allow": [f"_INBOX_{node}.>"], "deny": ["$SYS.>"]}}
+
+
+def nats_admin_permissions(node: str) -> dict[str, Any]:
+    return {"publish": {"allow": ["$JS.API.>"], "deny": ["$SYS.>"]},
+            "subscribe": {"allow": [f"_INBOX_{node}_admin.>"]}}
+
+
+def nats_server_config(fleet: dict[str, dict[str, Any]], node: str, settings: dict[str, Any]) -> str:
+    """nats-server's configuration for node (NATS's JSON-compatible syntax): TLS everywhere, users
+    mapped from their certificates' subjects, routes to every other node, JetStream bounded."""
+    tls = {"cert_file": f"{TLS_DIR}/server.pem", "key_file": f"{TLS_DIR}/server.key", "ca_file": f"{TLS_DIR}/ca.pem",
+           "timeout": 5}
+    users = []
+    for name in sorted(fleet):
+        host = fleet[name]
+        users.append({"user": f"CN=agentfleet-relay-{name}",
+                      "permissions": nats_relay_permissions(name, host["workers"], host["roles"])})
+        users.append({"user": f"CN=agentfleet-admin-{name}", "permissions": nats_admin_permissions(name)})
+    me = fleet[node]
+    config: dict[str, Any] = {
+        "server_name": node, "host": me["address"], "port": settings["client_port"],
+        "max_payload": settings["max_payload"], "max_connections": settings["max_connections"],
+        "tls": {**tls, "verify_and_map": True},
+        "jetstream": {"store_dir": settings["store_dir"], "max_file_store": settings["store_max"],
+                      "max_memory_store": settings["memory_max"]},
+        "accounts": {"FLEET": {"jetstream": "enabled", "users": users}},
+    }
+    others = [name for name in sorted(fleet) if name != node]
+    if others:
+        config["cluster"] = {
+            "name": settings["cluster_name"], "host": me["address"], "port": settings["cluster_port"],
+            "tls": {**tls, "verify": True},
+            "routes": [f"nats-route://{url_host(fleet[name]['address'])}:{settings['cluster_port']}" for name in others]}
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+
+def url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def nats_input_errors(fleet: dict[str, dict[str, Any]], settings: dict[str, Any]) -> list[str]:
+    """Every bad input, each naming its variable (fleet: node -> address, workers, roles)."""
+    errors = []
+    for node, host in sorted(fleet.items()):
+        if not NODE.match(node):
+            errors.append(f"nats_node_name: {node!r} must be letters, digits, - or _ (a subject token)")
+        try:
+            address = ipaddress.ip_address(str(host.get("address", "")))
+            if address.is_loopback or address.is_unspecified or address.is_multicast:
+                errors.append(f"nats_address: {address} on {node} must be the host's own fleet address, not loopback or any")
+        except ValueError:
+            errors.append(f"nats_address: {host.get('address')!r} on {node} is not an IP address")
+    addresses = [str(host.get("address")) for host in fleet.values()]
+    if len(set(addresses)) != len(addresses):
+        errors.append("nats_address: two hosts of the fleet have the same address")
+    for key in ("client_port", "cluster_port"):
+        if not isinstance(settings.get(key), int) or not 1024 <= settings[key] <= 65535:
+            errors.append(f"nats_{key}: {settings.get(key)!r} must be a port from 1024 to 65535")
+    if settings.get("client_port") == settings.get("cluster_port"):
+        errors.append("nats_cluster_port: must differ from nats_client_port")
+    for key in ("store_max", "memory_max"):
+        if not SIZE.match(str(settings.get(key, ""))):
+            errors.append(f"nats_{key}: {settings.get(key)!r} must be a size such as 2G or 512M")
+    if not str(settings.get("store_dir", "")).startswith("/"):
+        errors.append(f"nats_store_dir: {settings.get('store_dir')!r} must be an absolute path")
+    if not NODE.match(str(settings.get("cluster_name", ""))):
+        errors.append(f"nats_cluster_name: {settings.get('cluster_name')!r} must be letters, digits, - or _")
+    return errors
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {"nats_node": nats_node, "nats_server_config": nats_server_config,
+                "nats_input_errors": nats_input_errors, "nats_relay_permissions": nats_relay_permissions}
