@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(shutil.which("nats-server") is None and not Path
 FLEET = {"alpha": {"address": "127.0.0.1", "workers": ["marie"], "roles": ["frontend"]},
          "beta": {"address": "127.0.0.2", "workers": ["anga"], "roles": ["backend"]}}
 SETTINGS = {"client_port": 0, "cluster_port": 6222, "max_payload": 1048576, "max_connections": 64,
-            "store_max": "64M", "memory_max": "16M", "cluster_name": "agentfleet", "store_dir": ""}
+            "store_max": "64M", "memory_max": "16M", "cluster_name": "agentfleet", "store_dir": "", "tls_dir": "/tls"}
 
 
 def openssl(*args: str) -> None:
@@ -60,8 +60,8 @@ def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[i
     config = json.loads(nats_server_config({"alpha": FLEET["alpha"]} | {"beta": FLEET["beta"]}, "alpha",
                                            {**SETTINGS, "client_port": port, "store_dir": str(root / "js")}))
     del config["cluster"]  # one server: the routes are checked in test_the_cluster_routes_every_other_node
-    for block in (config["tls"],):
-        block.update(cert_file=str(tls / "server.pem"), key_file=str(tls / "server.key"), ca_file=str(tls / "ca.pem"))
+    assert config["tls"]["cert_file"] == "/tls/server.pem"
+    config["tls"].update(cert_file=str(tls / "server.pem"), key_file=str(tls / "server.key"), ca_file=str(tls / "ca.pem"))
     (root / "nats.conf").write_text(json.dumps(config))
     server = subprocess.Popen(["nats-server", "-c", str(root / "nats.conf")], stdout=subprocess.DEVNULL,
                               stderr=(root / "server.log").open("w"))
@@ -180,7 +180,10 @@ def test_the_cluster_routes_every_other_node_over_tls() -> None:
     ({"fleet": {"a": {"address": "10.0.0.1"}, "b": {"address": "10.0.0.1"}}}, "same address"),
     ({"client_port": 80}, "nats_client_port"), ({"cluster_port": 4222, "client_port": 4222}, "must differ"),
     ({"store_max": "lots"}, "nats_store_max"), ({"store_dir": "relative"}, "nats_store_dir"),
-    ({"cluster_name": "a b"}, "nats_cluster_name"),
+    ({"fleet": {"a": {"address": "10.0.0.1", "workers": ["marie"]}, "b": {"address": "10.0.0.2", "workers": ["marie"]}}},
+     "worker marie runs on a and b"),
+    ({"cluster_name": "a b"}, "nats_cluster_name"), ({"max_payload": "big"}, "nats_max_payload"),
+    ({"fleet": {"a": {"address": "10.0.0.1"}, "b": {"address": "10.0.0.2", "missing": True}}}, "nats_fleet_group: b not in"),
 ])
 def test_bad_input_is_named(change: dict[str, Any], named: str) -> None:
     fleet = change.pop("fleet", {"a": {"address": "10.0.0.1"}})

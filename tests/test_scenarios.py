@@ -1,5 +1,6 @@
 """The Molecule scenarios' hosts are made the same way: the fresh-host scenario copies the host
-options of molecule/default (YAML cannot share them across files), and must not drift from them."""
+options of molecule/default (YAML cannot share them across files), and so do the fleet's three
+hosts; none must drift from them."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ def platforms(scenario: str) -> list[dict[str, Any]]:
     return options
 
 
-def test_the_fresh_hosts_are_made_like_the_default_scenarios_hosts() -> None:
+def test_the_fresh_and_fleet_hosts_are_made_like_the_default_scenarios_hosts() -> None:
     default = platforms("default")[0]
-    for fresh in platforms("fresh"):
+    for fresh in platforms("fresh") + platforms("fleet"):
         assert {key: value for key, value in fresh.items() if key not in OWN} == \
             {key: value for key, value in default.items() if key not in OWN}, fresh["name"]
 

@@ -24,7 +24,6 @@ from typing import Any
 NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 SIZE = re.compile(r"^[1-9][0-9]*[KMGT]?$")
 TASKS, RESULTS, WORKERS = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_workers"
-TLS_DIR = "/etc/agentfleet/nats/tls"
 # What no relay may ask of the JetStream API, whatever else it is allowed.
 DENIED = ["$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>",
           "$JS.API.STREAM.MSG.DELETE.>", "$JS.API.CONSUMER.DELETE.>", "$JS.API.CONSUMER.CREATE." + TASKS + ".>",
@@ -34,6 +33,19 @@ DENIED = ["$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.
 def nats_node(name: str) -> str:
     """A host's node name: its inventory name with what a subject token cannot hold replaced."""
     return re.sub(r"[^A-Za-z0-9_-]", "-", name)[:63]
+
+
+def nats_fleet(names: list[str], hostvars: Any) -> dict[str, dict[str, Any]]:
+    """The fleet by node name, from each host's nats_plan (set by the role's validation on that
+    host); a host whose plan is missing is not in this play."""
+    fleet = {}
+    for name in names:
+        plan = hostvars[name].get("nats_plan")
+        if isinstance(plan, dict):
+            fleet[str(plan["node"])] = {key: plan[key] for key in ("address", "workers", "roles")}
+        else:
+            fleet[nats_node(name)] = {"address": "", "workers": [], "roles": [], "missing": True}
+    return fleet
 
 
 def nats_relay_permissions(node: str, workers: list[str], roles: list[str]) -> dict[str, Any]:
@@ -59,7 +71,8 @@ def nats_admin_permissions(node: str) -> dict[str, Any]:
 def nats_server_config(fleet: dict[str, dict[str, Any]], node: str, settings: dict[str, Any]) -> str:
     """nats-server's configuration for node (NATS's JSON-compatible syntax): TLS everywhere, users
     mapped from their certificates' subjects, routes to every other node, JetStream bounded."""
-    tls = {"cert_file": f"{TLS_DIR}/server.pem", "key_file": f"{TLS_DIR}/server.key", "ca_file": f"{TLS_DIR}/ca.pem",
+    tls_dir = settings["tls_dir"]
+    tls = {"cert_file": f"{tls_dir}/server.pem", "key_file": f"{tls_dir}/server.key", "ca_file": f"{tls_dir}/ca.pem",
            "timeout": 5}
     users = []
     for name in sorted(fleet):
@@ -69,8 +82,8 @@ def nats_server_config(fleet: dict[str, dict[str, Any]], node: str, settings: di
         users.append({"user": f"CN=agentfleet-admin-{name}", "permissions": nats_admin_permissions(name)})
     me = fleet[node]
     config: dict[str, Any] = {
-        "server_name": node, "host": me["address"], "port": settings["client_port"],
-        "max_payload": settings["max_payload"], "max_connections": settings["max_connections"],
+        "server_name": node, "host": me["address"], "port": int(settings["client_port"]),
+        "max_payload": int(settings["max_payload"]), "max_connections": int(settings["max_connections"]),
         "tls": {**tls, "verify_and_map": True},
         "jetstream": {"store_dir": settings["store_dir"], "max_file_store": settings["store_max"],
                       "max_memory_store": settings["memory_max"]},
@@ -79,7 +92,7 @@ def nats_server_config(fleet: dict[str, dict[str, Any]], node: str, settings: di
     others = [name for name in sorted(fleet) if name != node]
     if others:
         config["cluster"] = {
-            "name": settings["cluster_name"], "host": me["address"], "port": settings["cluster_port"],
+            "name": settings["cluster_name"], "host": me["address"], "port": int(settings["cluster_port"]),
             "tls": {**tls, "verify": True},
             "routes": [f"nats-route://{url_host(fleet[name]['address'])}:{settings['cluster_port']}" for name in others]}
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
@@ -92,7 +105,13 @@ def url_host(address: str) -> str:
 def nats_input_errors(fleet: dict[str, dict[str, Any]], settings: dict[str, Any]) -> list[str]:
     """Every bad input, each naming its variable (fleet: node -> address, workers, roles)."""
     errors = []
+    missing = sorted(node for node, host in fleet.items() if host.get("missing"))
+    if missing:
+        errors.append(f"nats_fleet_group: {', '.join(missing)} not in this play: every host of the fleet must be"
+                      " (each one's permissions name the others' workers)")
     for node, host in sorted(fleet.items()):
+        if host.get("missing"):
+            continue
         if not NODE.match(node):
             errors.append(f"nats_node_name: {node!r} must be letters, digits, - or _ (a subject token)")
         try:
@@ -101,12 +120,19 @@ def nats_input_errors(fleet: dict[str, dict[str, Any]], settings: dict[str, Any]
                 errors.append(f"nats_address: {address} on {node} must be the host's own fleet address, not loopback or any")
         except ValueError:
             errors.append(f"nats_address: {host.get('address')!r} on {node} is not an IP address")
+    seen: dict[str, list[str]] = {}
+    for node, host in sorted(fleet.items()):
+        for worker in host.get("workers", []):
+            seen.setdefault(worker, []).append(node)
+    errors += [f"agent_model_agents: worker {worker} runs on {' and '.join(nodes)}: a worker's name must be unique in the"
+               " fleet (tasks are addressed to it by name)" for worker, nodes in sorted(seen.items()) if len(nodes) > 1]
     addresses = [str(host.get("address")) for host in fleet.values()]
     if len(set(addresses)) != len(addresses):
         errors.append("nats_address: two hosts of the fleet have the same address")
-    for key in ("client_port", "cluster_port"):
-        if not isinstance(settings.get(key), int) or not 1024 <= settings[key] <= 65535:
-            errors.append(f"nats_{key}: {settings.get(key)!r} must be a port from 1024 to 65535")
+    for key in ("client_port", "cluster_port", "max_payload", "max_connections"):
+        low, high = {"max_payload": (1024, 67108864), "max_connections": (4, 65536)}.get(key, (1024, 65535))
+        if not str(settings.get(key, "")).isdigit() or not low <= int(settings[key]) <= high:
+            errors.append(f"nats_{key}: {settings.get(key)!r} must be a whole number from {low} to {high}")
     if settings.get("client_port") == settings.get("cluster_port"):
         errors.append("nats_cluster_port: must differ from nats_client_port")
     for key in ("store_max", "memory_max"):
@@ -121,5 +147,5 @@ def nats_input_errors(fleet: dict[str, dict[str, Any]], settings: dict[str, Any]
 
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"nats_node": nats_node, "nats_server_config": nats_server_config,
+        return {"nats_node": nats_node, "nats_server_config": nats_server_config, "nats_fleet": nats_fleet,
                 "nats_input_errors": nats_input_errors, "nats_relay_permissions": nats_relay_permissions}
