@@ -151,6 +151,7 @@ SHAPED = {name: JSON | shaped(SCHEMAS[name]) for name in NAMES}
 # The hand-written corpus: a valid document per schema, and what each change to it must do.
 BASE: dict[str, dict[str, Any]] = {
     "task": {"id": "t1", "prompt": "x"},
+    "fleet-task": {"role": "frontend", "task": {"id": "t1", "prompt": "x"}},
     "result": {"id": "t1", "worker": "marie", "status": "ok", "output": "hi", "reason": "", "attempt": 1,
                "started": 1.5, "finished": 2},
     "heartbeat": {"agent": "marie", "kind": "worker", "status": "idle", "task": None, "updated": 1.5, "interval": 5,
@@ -165,6 +166,15 @@ BASE: dict[str, dict[str, Any]] = {
                  "commits": [{"id": "b" * 40, "subject": "v2"}], "files": [{"path": "app.py", "added": 1, "deleted": 1}]},
 }
 CHANGES: dict[str, list[tuple[str, dict[str, Any], bool]]] = {
+    "fleet-task": [
+        ("to a worker (the relay refuses both to and role)", {"to": "marie"}, True),
+        ("a role of 32 characters", {"role": "r" * 32}, True),
+        ("a role of 33 characters", {"role": "r" * 33}, False),
+        ("a worker in capitals", {"to": "Marie"}, False),
+        ("a role with a subject wildcard", {"role": "front.>"}, False),
+        ("a task that is a string", {"task": "t1"}, False),
+        ("an extra property", {"node": "beta"}, False),
+    ],
     "task": [
         ("every optional field", {"backend": "ollama", "submitted": 1.5, "submitted_by": "ops"}, True),
         ("an id of 64 characters with . _ -", {"id": "a._-" * 16}, True),

@@ -1,0 +1,200 @@
+"""The host's relay between the fleet's NATS JetStream and this host's file protocol.
+
+Agents never talk to NATS: the relay is the host's only client. It
+- publishes the tasks the dispatcher put in its outbox (outbox/<id>.json, {"to": worker} or
+  {"role": role}) to fleet.task.worker.<name> / fleet.task.role.<role>, de-duplicated by task id;
+- pulls a task from its workers' consumers and its roles' consumers only while a worker of that
+  name or role here is idle, and writes it into that worker's inbox (as the inboxes' owner);
+- holds the task's lease while the worker runs it (in-progress acknowledgements), publishes the
+  result under fleet.result.<node>.<id> with the task id as message id, and acknowledges the task
+  only once its result exists; a result the stream already has (another host finished the task
+  after this one lost its lease) is recorded as a duplicate attempt, not a second completion;
+- keeps the ids it delivered (state/delivered/<id>), so after a restart it finishes what it took;
+- writes its workers' heartbeats into the fleet's key-value bucket.
+Everything read from the tree is agent-written: read by the runtime's checked readers only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentfleet import schema
+from agentfleet.fleet import Fleet
+from agentfleet.untrusted import Refused, read_document
+
+TASKS, RESULTS, WORKERS = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_workers"
+MAX_OUTBOX = 64
+
+
+@dataclass
+class Local:
+    """This host's side: its tree, its workers and their roles, and the relay's own state directory."""
+
+    fleet: Fleet
+    roles: dict[str, str]
+    state: Path
+    dispatcher_uid: int | None = None
+    duplicates: list[str] = field(default_factory=list)
+
+    def idle(self, candidates: list[str]) -> list[str]:
+        """Of candidates, the workers here with a fresh heartbeat and nothing pending, least busy first."""
+        beats = self.fleet.heartbeats()
+        ready = [name for name in candidates if name in beats and not self.fleet.is_stale(beats[name])
+                 and beats[name]["status"] != "busy" and not self.fleet.pending(name)]
+        return sorted(ready)
+
+    def deliver(self, worker: str, task: dict[str, Any]) -> None:
+        """Into worker's inbox; a task already there (a redelivery after a restart) is left as it is."""
+        problems = schema.errors(task, schema.load("task"))
+        if problems:
+            raise Refused("; ".join(problems))
+        schema.write_atomic(self.fleet.root / "inbox" / worker / f"{task['id']}.json", task, replace=False)
+        (self.state / "delivered").mkdir(parents=True, exist_ok=True)
+        (self.state / "delivered" / task["id"]).write_text(worker)
+
+    def delivered(self) -> dict[str, str]:
+        directory = self.state / "delivered"
+        return {path.name: path.read_text() for path in directory.iterdir()} if directory.is_dir() else {}
+
+    def settle(self, ident: str) -> None:
+        (self.state / "delivered" / ident).unlink(missing_ok=True)
+
+    def result(self, worker: str, ident: str) -> dict[str, Any] | None:
+        if not os.path.lexists(self.fleet.root / "results" / worker / f"{ident}.json"):
+            return None
+        return self.fleet.result(worker, f"{ident}.json")
+
+    def outbox(self) -> list[tuple[Path, dict[str, Any]]]:
+        """Tasks the dispatcher wrote to send to the fleet: its files only, each a task with a target."""
+        directory, found = self.fleet.root / "outbox", []
+        if not directory.is_dir():
+            return []
+        for path in sorted(directory.iterdir())[:MAX_OUTBOX]:
+            if path.name.startswith(".") or not path.name.endswith(".json"):
+                continue
+            try:
+                document = read_document(path, "fleet-task", self.dispatcher_uid)
+                problems = schema.errors(document["task"], schema.load("task"), "task")
+                if problems or ("to" in document) == ("role" in document):
+                    raise Refused("; ".join(problems) or "exactly one of to and role")
+                if f"{document['task']['id']}.json" != path.name:
+                    raise Refused("the task's id does not match the file name")
+                found.append((path, document))
+            except Refused as problem:
+                self.fleet.refuse(path, str(problem))
+                path.unlink(missing_ok=True)
+        return found
+
+
+def task_subject(document: dict[str, Any]) -> str:
+    return f"fleet.task.worker.{document['to']}" if document.get("to") else f"fleet.task.role.{document['role']}"
+
+
+class Relay:
+    def __init__(self, js: Any, kv: Any, local: Local, node: str, lease: float = 30.0, poll: float = 0.5) -> None:
+        self.js, self.kv, self.local, self.node, self.lease, self.poll = js, kv, local, node, lease, poll
+        self.running: dict[str, asyncio.Task[None]] = {}
+
+    async def publish_outbox(self) -> int:
+        sent = 0
+        for path, document in self.local.outbox():
+            task = document["task"]
+            await self.js.publish(task_subject(document), json.dumps(task).encode(), headers={"Nats-Msg-Id": task["id"]})
+            path.unlink(missing_ok=True)
+            sent += 1
+        return sent
+
+    async def heartbeat(self) -> None:
+        beats = self.local.fleet.heartbeats()
+        for worker, role in sorted(self.local.roles.items()):
+            beat = beats.get(worker)
+            entry = {"node": self.node, "worker": worker, "role": role, "updated": time.time(),
+                     "fresh": beat is not None and not self.local.fleet.is_stale(beat),
+                     "pending": len(self.local.fleet.pending(worker))}
+            await self.kv.put(f"{self.node}.{worker}", json.dumps(entry).encode())
+
+    async def take(self, subscription: Any, candidates: list[str]) -> bool:
+        """One task from subscription when one of candidates is idle here; False when none was taken."""
+        idle = self.local.idle([name for name in candidates if name not in self.busy_workers()])
+        if not idle:
+            return False
+        try:
+            messages = await subscription.fetch(1, timeout=self.poll)
+        except asyncio.TimeoutError:
+            return False
+        for message in messages:
+            try:
+                task = json.loads(message.data)
+                self.local.deliver(idle[0], task)
+            except (ValueError, Refused, TypeError, KeyError) as problem:
+                self.local.fleet.refuse(Path(f"nats:{message.subject}"), str(problem))
+                await message.term()  # a task no worker can run is never redelivered
+                continue
+            self.track(message, idle[0], str(task["id"]))
+        return bool(messages)
+
+    def busy_workers(self) -> set[str]:
+        return set(self.local.delivered().values())
+
+    def track(self, message: Any, worker: str, ident: str) -> None:
+        self.running[ident] = asyncio.get_running_loop().create_task(self.follow(message, worker, ident))
+
+    async def follow(self, message: Any, worker: str, ident: str) -> None:
+        """Hold the lease until the result exists; publish it, then acknowledge."""
+        last = time.monotonic()
+        while (result := self.local.result(worker, ident)) is None:
+            if message is not None and time.monotonic() - last > self.lease / 3:
+                await message.in_progress()
+                last = time.monotonic()
+            await asyncio.sleep(self.poll)
+        await self.publish_result(worker, ident, result)
+        if message is not None:
+            await message.ack_sync()
+        self.local.settle(ident)
+        self.running.pop(ident, None)
+
+    async def publish_result(self, worker: str, ident: str, result: dict[str, Any]) -> None:
+        document = {"node": self.node, "worker": worker, "result": result}
+        ack = await self.js.publish(f"fleet.result.{self.node}.{ident}", json.dumps(document).encode(),
+                                    headers={"Nats-Msg-Id": ident})
+        if ack.duplicate:
+            self.local.duplicates.append(ident)
+            duplicates = self.local.state / "duplicates.jsonl"
+            with duplicates.open("a", encoding="utf-8") as log:
+                log.write(json.dumps({"task": ident, "worker": worker, "status": result.get("status"),
+                                      "recorded": time.time()}) + "\n")
+
+    def resume(self) -> None:
+        """After a restart: follow what was delivered and not settled (its message, if any, is
+        redelivered to whoever pulls next; this host publishes its result all the same)."""
+        for ident, worker in sorted(self.local.delivered().items()):
+            if ident not in self.running:
+                self.running[ident] = asyncio.get_running_loop().create_task(self.follow(None, worker, ident))
+
+    async def consumers(self) -> list[tuple[Any, list[str]]]:
+        """A pull subscription per local worker and per local role, with the workers it may feed."""
+        subscriptions = []
+        for worker in sorted(self.local.roles):
+            subscriptions.append((await self.js.pull_subscribe_bind(f"worker-{worker}", stream=TASKS), [worker]))
+        for role in sorted(set(self.local.roles.values()) - {""}):
+            workers = sorted(name for name, own in self.local.roles.items() if own == role)
+            subscriptions.append((await self.js.pull_subscribe_bind(f"role-{role}", stream=TASKS), workers))
+        return subscriptions
+
+    async def run(self, stop: asyncio.Event, beat_every: float = 2.0) -> None:
+        self.resume()
+        subscriptions, beat = await self.consumers(), 0.0
+        while not stop.is_set():
+            await self.publish_outbox()
+            if time.monotonic() - beat > beat_every:
+                await self.heartbeat()
+                beat = time.monotonic()
+            took = [await self.take(subscription, workers) for subscription, workers in subscriptions]
+            if not any(took):
+                await asyncio.sleep(self.poll)

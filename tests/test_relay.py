@@ -1,0 +1,212 @@
+"""Two hosts' relays on one real nats-server (Debian's, JetStream on), each host with its own tree
+and real runtime workers on the command backend: tasks by role and by name cross hosts, each
+completes once; a host that loses its lease loses a role task to the other, and its late result
+is recorded as a duplicate attempt; the outbox takes only the dispatcher's well-formed tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from agentfleet.fleet import Fleet
+from agentfleet_relay import RESULTS, TASKS, WORKERS, Local, Relay
+from nats.js.api import ConsumerConfig, KeyValueConfig, RetentionPolicy, StreamConfig
+from runtime_helpers import make_tree, start_worker
+
+pytestmark = pytest.mark.skipif(shutil.which("nats-server") is None, reason="Debian's nats-server is not installed "
+                                "(scripts/test installs it)")
+HOSTS = {"alpha": {"marie": "frontend", "anga": "backend"}, "beta": {"lea": "frontend"}}
+LEASE = 3.0
+
+
+@pytest.fixture(name="server")
+def fixture_server(tmp_path: Path) -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "js")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    url = f"nats://127.0.0.1:{port}"
+    asyncio.run(setup(url))
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+async def setup(url: str) -> None:
+    """What the role's admin step makes: the streams, a consumer per worker and per role, the bucket."""
+    client = await nats.connect(url)
+    js = client.jetstream()
+    await js.add_stream(StreamConfig(name=TASKS, subjects=["fleet.task.>"], retention=RetentionPolicy.WORK_QUEUE,
+                                     duplicate_window=3600.0))
+    await js.add_stream(StreamConfig(name=RESULTS, subjects=["fleet.result.>"], duplicate_window=3600.0))
+    for workers in HOSTS.values():
+        for worker, role in workers.items():
+            await js.add_consumer(TASKS, ConsumerConfig(durable_name=f"worker-{worker}", ack_wait=LEASE,
+                                                        filter_subject=f"fleet.task.worker.{worker}"))
+    for role in sorted({role for workers in HOSTS.values() for role in workers.values()}):
+        await js.add_consumer(TASKS, ConsumerConfig(durable_name=f"role-{role}", ack_wait=LEASE,
+                                                    filter_subject=f"fleet.task.role.{role}"))
+    await js.create_key_value(KeyValueConfig(bucket=WORKERS))
+    await client.close()
+
+
+def host_tree(root: Path, node: str) -> Local:
+    workers = HOSTS[node]
+    make_tree(root / node, list(workers))
+    (root / node / "outbox").mkdir()
+    agents = {name: os.getuid() for name in workers} | {"monitor": os.getuid()}
+    return Local(Fleet(root / node, agents, interval=0.5), workers, root / f"{node}-state", os.getuid())
+
+
+def outbox(local: Local, ident: str, **target: str) -> None:
+    task = {"id": ident, "prompt": f"say {ident}", "submitted": time.time()}
+    (local.fleet.root / "outbox" / f"{ident}.json").write_text(json.dumps({**target, "task": task}))
+
+
+async def results(url: str) -> list[dict[str, Any]]:
+    client = await nats.connect(url)
+    js = client.jetstream()
+    found = []
+    subscription = await js.subscribe("fleet.result.>", ordered_consumer=True)
+    info = await js.stream_info(RESULTS)
+    for _ in range(info.state.messages):
+        message = await subscription.next_msg(timeout=5)
+        found.append({"subject": message.subject, **json.loads(message.data)})
+    await client.close()
+    return found
+
+
+async def run_relays(url: str, relays: dict[str, Local], until: Any, timeout: float = 60) -> dict[str, Relay]:
+    stop, running, clients = asyncio.Event(), {}, []
+    for node, local in relays.items():
+        client = await nats.connect(url)
+        clients.append(client)
+        js = client.jetstream()
+        running[node] = Relay(js, await js.key_value(WORKERS), local, node, lease=LEASE, poll=0.2)
+    loops = [asyncio.create_task(relay.run(stop)) for relay in running.values()]
+    deadline = time.monotonic() + timeout
+    while not await until() and time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.gather(*loops)
+    for relay in running.values():
+        for follower in relay.running.values():
+            follower.cancel()
+    for client in clients:
+        await client.close()
+    return running
+
+
+def workers_for(root: Path, node: str, tmp_path: Path, command: str = "echo done {task_id}") -> list[subprocess.Popen[str]]:
+    return [start_worker(root / node, name, ["sh", "-c", command], log=tmp_path / f"{name}.log", AGENTFLEET_STOP_GRACE="1")
+            for name in HOSTS[node]]
+
+
+def stop(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_tasks_by_role_and_by_name_cross_hosts_and_each_completes_once(server: str, tmp_path: Path) -> None:
+    root = tmp_path / "hosts"
+    alpha, beta = host_tree(root, "alpha"), host_tree(root, "beta")
+    for index in range(12):
+        outbox(alpha, f"role-{index:02d}", role="frontend")
+    outbox(alpha, "to-lea", to="lea")
+    outbox(beta, "to-anga", to="anga")
+    processes = workers_for(root, "alpha", tmp_path) + workers_for(root, "beta", tmp_path)
+    try:
+        async def done() -> bool:
+            return len(await results(server)) >= 14
+        asyncio.run(run_relays(server, {"alpha": alpha, "beta": beta}, done))
+    finally:
+        stop(processes)
+    found = asyncio.run(results(server))
+    idents = sorted(entry["result"]["id"] for entry in found)
+    assert idents == sorted([f"role-{index:02d}" for index in range(12)] + ["to-lea", "to-anga"])
+    where = {entry["result"]["id"]: (entry["node"], entry["worker"]) for entry in found}
+    assert where["to-lea"] == ("beta", "lea") and where["to-anga"] == ("alpha", "anga")
+    assert {where[f"role-{index:02d}"][1] for index in range(12)} == {"marie", "lea"}  # both hosts took role tasks
+    assert all(entry["result"]["status"] == "ok" for entry in found)
+    assert not list((alpha.fleet.root / "outbox").iterdir())
+
+
+def test_a_host_that_loses_its_lease_loses_the_task_and_its_late_result_is_a_duplicate(server: str, tmp_path: Path) -> None:
+    root = tmp_path / "hosts"
+    alpha, beta = host_tree(root, "alpha"), host_tree(root, "beta")
+    outbox(alpha, "orphan", role="frontend")
+    # alpha's worker takes the task and alpha dies with it running: relay and workers stop.
+    alpha_workers = workers_for(root, "alpha", tmp_path, "sleep 60")
+    try:
+        async def delivered() -> bool:
+            return "orphan" in alpha.delivered()
+        asyncio.run(run_relays(server, {"alpha": alpha}, delivered, timeout=20))
+    finally:
+        stop(alpha_workers)
+    assert alpha.delivered() == {"orphan": "marie"}
+    assert not (root / "alpha" / "results" / "marie" / "orphan.json").exists()
+    # While alpha is down its inbox is out of reach: the task is set aside until alpha is back.
+    held = root / "alpha" / "inbox" / "marie" / "orphan.json"
+    task = held.read_text()
+    held.unlink()
+    beta_workers = workers_for(root, "beta", tmp_path)
+    try:
+        async def finished_elsewhere() -> bool:
+            return any(entry["result"]["id"] == "orphan" for entry in await results(server))
+        asyncio.run(run_relays(server, {"beta": beta}, finished_elsewhere, timeout=30))
+    finally:
+        stop(beta_workers)
+    # alpha comes back: its worker runs the task it held, and its relay publishes the late result.
+    held.write_text(task)
+    alpha_workers = workers_for(root, "alpha", tmp_path)
+    try:
+        async def settled() -> bool:
+            return not alpha.delivered()
+        asyncio.run(run_relays(server, {"alpha": alpha}, settled, timeout=30))
+    finally:
+        stop(alpha_workers)
+    found = [entry for entry in asyncio.run(results(server)) if entry["result"]["id"] == "orphan"]
+    assert [(entry["node"], entry["worker"]) for entry in found] == [("beta", "lea")]
+    assert alpha.duplicates == ["orphan"]
+    recorded = [json.loads(line) for line in (alpha.state / "duplicates.jsonl").read_text().splitlines()]
+    assert [entry["task"] for entry in recorded] == ["orphan"]
+
+
+def test_the_outbox_takes_only_the_dispatchers_well_formed_tasks(server: str, tmp_path: Path) -> None:
+    alpha = host_tree(tmp_path / "hosts", "alpha")
+    box = alpha.fleet.root / "outbox"
+    outbox(alpha, "fine", role="frontend")
+    (box / "both.json").write_text(json.dumps({"to": "lea", "role": "frontend", "task": {"id": "both", "prompt": "x"}}))
+    (box / "other-id.json").write_text(json.dumps({"to": "lea", "task": {"id": "else", "prompt": "x"}}))
+    (box / "bad-task.json").write_text(json.dumps({"to": "lea", "task": {"id": "bad-task", "prompt": ""}}))
+    (tmp_path / "elsewhere.json").write_text(json.dumps({"to": "lea", "task": {"id": "link", "prompt": "x"}}))
+    (box / "link.json").symlink_to(tmp_path / "elsewhere.json")
+    taken = [document["task"]["id"] for _path, document in alpha.outbox()]
+    assert taken == ["fine"]
+    reasons = "\n".join(alpha.fleet.problems)
+    for name, reason in (("both", "exactly one of to and role"), ("other-id", "the task's id does not match the file name"),
+                         ("bad-task", "task.prompt: shorter than 1"), ("link", "a symlink")):
+        assert f"{name}.json: {reason}" in reasons, reasons
+    other = Local(alpha.fleet, alpha.roles, alpha.state, dispatcher_uid=os.getuid() + 1)
+    outbox(other, "foreign", role="frontend")
+    assert [document for _path, document in other.outbox()] == []
+    assert "owned by uid" in alpha.fleet.problems[-1]
