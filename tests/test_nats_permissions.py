@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import nats
 import pytest
 from nats.js.api import ConsumerConfig, RetentionPolicy, StreamConfig
+from nats_helpers import free_port, start_server
 from nats_fleet import TASKS, nats_input_errors, nats_server_config
 
 pytestmark = pytest.mark.skipif(shutil.which("nats-server") is None and not Path("/usr/sbin/nats-server").exists(),
@@ -39,12 +39,6 @@ def certificate(tls: Path, name: str, subject: str, extension: str) -> None:
             "-CAcreateserial", "-days", "2", "-extfile", str(tls / f"{name}.ext"), "-out", str(tls / f"{name}.pem"))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(name="server", scope="module")
 def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     root = tmp_path_factory.mktemp("nats")
@@ -63,15 +57,7 @@ def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[i
     assert config["tls"]["cert_file"] == "/tls/server.pem"
     config["tls"].update(cert_file=str(tls / "server.pem"), key_file=str(tls / "server.key"), ca_file=str(tls / "ca.pem"))
     (root / "nats.conf").write_text(json.dumps(config))
-    server = subprocess.Popen(["nats-server", "-c", str(root / "nats.conf")], stdout=subprocess.DEVNULL,
-                              stderr=(root / "server.log").open("w"))
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    server = start_server(["-c", str(root / "nats.conf")], port, root / "server.log")
     try:
         asyncio.run(setup_streams(port, tls))
         yield port, tls
@@ -182,7 +168,8 @@ def test_the_cluster_routes_every_other_node_over_tls() -> None:
     ({"store_max": "lots"}, "nats_store_max"), ({"store_dir": "relative"}, "nats_store_dir"),
     ({"fleet": {"a": {"address": "10.0.0.1", "workers": ["marie"]}, "b": {"address": "10.0.0.2", "workers": ["marie"]}}},
      "worker marie runs on a and b"),
-    ({"cluster_name": "a b"}, "nats_cluster_name"), ({"max_payload": "big"}, "nats_max_payload"),
+    ({"cluster_name": "a b"}, "nats_cluster_name"), ({"lease": 2}, "nats_lease"),
+    ({"py_sha256": "abc"}, "nats_py_sha256"), ({"store_max": "256M", "stream_max_bytes": 536870912}, "do not fit"), ({"stream_max_bytes": "1G"}, "nats_stream_max_bytes"), ({"max_payload": "big"}, "nats_max_payload"),
     ({"fleet": {"a": {"address": "10.0.0.1"}, "b": {"address": "10.0.0.2", "missing": True}}}, "nats_fleet_group: b not in"),
 ])
 def test_bad_input_is_named(change: dict[str, Any], named: str) -> None:

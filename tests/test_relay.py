@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import pytest
 from agentfleet.fleet import Fleet
 from agentfleet_relay import RESULTS, TASKS, WORKERS, Local, Relay
 from nats.js.api import ConsumerConfig, KeyValueConfig, RetentionPolicy, StreamConfig
+from nats_helpers import free_port, start_server
 from runtime_helpers import make_tree, start_worker
 
 pytestmark = pytest.mark.skipif(shutil.which("nats-server") is None, reason="Debian's nats-server is not installed "
@@ -31,18 +31,8 @@ LEASE = 3.0
 
 @pytest.fixture(name="server")
 def fixture_server(tmp_path: Path) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "js")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    port = free_port()
+    server = start_server(["-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "js")], port)
     url = f"nats://127.0.0.1:{port}"
     asyncio.run(setup(url))
     yield url

@@ -98,6 +98,12 @@ def nats_server_config(fleet: dict[str, dict[str, Any]], node: str, settings: di
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 
+def size_bytes(size: str) -> int:
+    """A NATS size (2G, 512M, 4096) in bytes."""
+    power = "KMGT".index(size[-1]) + 1 if size[-1] in "KMGT" else 0
+    return int(size.rstrip("KMGT")) * int(1024**power)
+
+
 def url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
@@ -138,6 +144,15 @@ def nats_input_errors(fleet: dict[str, dict[str, Any]], settings: dict[str, Any]
     for key in ("store_max", "memory_max"):
         if not SIZE.match(str(settings.get(key, ""))):
             errors.append(f"nats_{key}: {settings.get(key)!r} must be a size such as 2G or 512M")
+    if "py_sha256" in settings and not re.match(r"^[0-9a-f]{64}$", str(settings["py_sha256"])):
+        errors.append(f"nats_py_sha256: {settings['py_sha256']!r} must be 64 lowercase hex digits")
+    for key, low in (("lease", 5), ("duplicate_window", 60), ("stream_max_bytes", 1048576)):
+        if key in settings and (not str(settings[key]).isdigit() or int(settings[key]) < low):
+            errors.append(f"nats_{key}: {settings[key]!r} must be a whole number of at least {low}")
+    if SIZE.match(str(settings.get("store_max", ""))) and str(settings.get("stream_max_bytes", "")).isdigit():
+        if 2 * int(settings["stream_max_bytes"]) + 16 * 2**20 > size_bytes(str(settings["store_max"])):
+            errors.append(f"nats_stream_max_bytes: two streams of {settings['stream_max_bytes']} bytes and the workers' bucket"
+                          f" do not fit in nats_store_max {settings['store_max']}")
     if not str(settings.get("store_dir", "")).startswith("/"):
         errors.append(f"nats_store_dir: {settings.get('store_dir')!r} must be an absolute path")
     if not NODE.match(str(settings.get("cluster_name", ""))):
