@@ -88,7 +88,7 @@ def install_ansible(name: str) -> None:
        "apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv /opt/ansible && "
        f"PIP_CERT=/bench/ca.pem /opt/ansible/bin/pip install -q ansible-core=={version} && "
        f"mkdir -p {CONTROLLER_COLLECTIONS}/ansible_collections/community {CONTROLLER_COLLECTIONS}/ansible_collections/ansible")
-    for collection in ("community/docker", "ansible/posix"):
+    for collection in ("community/docker", "community/crypto", "ansible/posix"):
         sh("docker", "cp", str(collections / collection),
            f"{name}:{CONTROLLER_COLLECTIONS}/ansible_collections/{collection.split('/')[0]}/")
 
