@@ -26,7 +26,7 @@ from typing import Any
 
 from agentfleet import schema
 from agentfleet.fleet import Fleet
-from agentfleet.untrusted import Refused, read_document
+from agentfleet.untrusted import MAX_ITEMS, Refused, names, parse, read_document
 
 TASKS, RESULTS, WORKERS = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_workers"
 MAX_OUTBOX = 64
@@ -75,8 +75,9 @@ class Local:
         directory, found = self.fleet.root / "outbox", []
         if not directory.is_dir():
             return []
-        for path in sorted(directory.iterdir())[:MAX_OUTBOX]:
-            if path.name.startswith(".") or not path.name.endswith(".json"):
+        for name in names(directory, self.fleet.problems)[:MAX_OUTBOX]:
+            path = directory / name
+            if name.startswith(".") or not name.endswith(".json"):
                 continue
             try:
                 document = read_document(path, "fleet-task", self.dispatcher_uid)
@@ -130,7 +131,7 @@ class Relay:
             return False
         for message in messages:
             try:
-                task = json.loads(message.data)
+                task = parse(message.data, MAX_ITEMS["task"])  # another host's bytes: shape-capped
                 self.local.deliver(idle[0], task)
             except (ValueError, Refused, TypeError, KeyError) as problem:
                 self.local.fleet.refuse(Path(f"nats:{message.subject}"), str(problem))
