@@ -15,6 +15,8 @@ from pathlib import Path
 CONVERGE = Path(__file__).resolve().parents[1] / "converge.yml"
 # The image and stack plays alone, for the tests that change nothing else.
 STACK_PLAY = CONVERGE.with_name("stack.yml")
+# The plays a change of the agent model touches: validation, accounts and tree, images and stack.
+MODEL_PLAY = CONVERGE.with_name("model.yml")
 RECAP = re.compile(r"^(?P<host>\S+)\s*:\s*ok=\d+\s+changed=(?P<changed>\d+).*failed=(?P<failed>\d+)", re.M)
 
 

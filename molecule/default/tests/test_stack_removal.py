@@ -1,12 +1,13 @@
 """Removing a worker from the model removes its container and retires its data; putting it
-back brings both back. Runs last: it converges the host twice."""
+back brings both back. Runs last: it deploys the
+model's plays twice."""
 
 from __future__ import annotations
 
 import json
 
 import testinfra.host
-from test_playbook import playbook, recap
+from test_playbook import MODEL_PLAY, playbook, recap
 
 testinfra_hosts = ["ansible://agentfleet_hosts"]
 
@@ -19,7 +20,8 @@ def test_a_worker_removed_from_the_model_loses_its_container_and_keeps_its_data(
                 for project in variables["agent_model_projects"]]
     host.run("echo draft > /srv/agentfleet/workspaces/lea/draft.txt")
     removed = playbook("--limit", "agentfleet-trixie", "-e", json.dumps({"agent_model_agents": model,
-                                                                           "agent_model_projects": projects}))
+                                                                           "agent_model_projects": projects}),
+                       play=MODEL_PLAY)
     assert removed.returncode == 0, removed.stdout[-3000:]
     try:
         names = host.run("docker ps -a --format '{{.Names}}'").stdout.split()
@@ -27,7 +29,7 @@ def test_a_worker_removed_from_the_model_loses_its_container_and_keeps_its_data(
         assert not host.user("agent-lea").exists
         assert host.run("cat /srv/agentfleet/retired/lea/*/workspaces/draft.txt").stdout == "draft\n"
     finally:
-        restored = playbook("--limit", "agentfleet-trixie")
+        restored = playbook("--limit", "agentfleet-trixie", play=MODEL_PLAY)
     assert restored.returncode == 0, restored.stdout[-3000:]
     assert recap(restored.stdout)["agentfleet-trixie"][1] == 0
     assert host.run("docker inspect -f '{{.State.Health.Status}}' agentfleet-lea-1").stdout.strip() == "healthy"
