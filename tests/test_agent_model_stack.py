@@ -143,6 +143,16 @@ def test_project_sources_are_paths_or_git_urls_never_options() -> None:
         assert errors and ".source:" in errors[0], source
 
 
+def test_a_fleet_host_gives_its_dispatcher_alone_an_outbox_and_a_single_host_none() -> None:
+    fleet = {entry["path"]: entry for entry in agent_model_stack(model(fleet=True))["paths"]}
+    outbox = fleet["/srv/agentfleet/outbox"]
+    assert (outbox["owner_name"], outbox["group_name"], outbox["mode"]) == ("agent-orchestrator", "agent-orchestrator", "0700")
+    assert (outbox["read"], outbox["write"]) == (["orchestrator"], ["orchestrator"])
+    # Only a real true turns it on (the role passes agent_model_fleet | bool).
+    for fleet_value in (False, "true", "{{ agentfleet_nats | default(false) }}"):
+        assert "/srv/agentfleet/outbox" not in {entry["path"] for entry in agent_model_stack(model(fleet=fleet_value))["paths"]}
+
+
 def test_no_projects_means_no_projects_directory() -> None:
     assert not [entry for entry in agent_model_stack(model())["paths"] if "/projects" in entry["path"]]
 

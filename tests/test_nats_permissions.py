@@ -171,6 +171,7 @@ def test_the_cluster_routes_every_other_node_over_tls() -> None:
     ({"cluster_name": "a b"}, "nats_cluster_name"), ({"lease": 2}, "nats_lease"),
     ({"py_sha256": "abc"}, "nats_py_sha256"), ({"store_max": "256M", "stream_max_bytes": 536870912}, "do not fit"), ({"stream_max_bytes": "1G"}, "nats_stream_max_bytes"), ({"max_payload": "big"}, "nats_max_payload"),
     ({"fleet": {"a": {"address": "10.0.0.1"}, "b": {"address": "10.0.0.2", "missing": True}}}, "nats_fleet_group: b not in"),
+    ({"fleet": {"a": {"address": "10.0.0.1", "workers": ["marie"], "dispatches": False}}}, "a runs workers but no agent that dispatches"),
 ])
 def test_bad_input_is_named(change: dict[str, Any], named: str) -> None:
     fleet = change.pop("fleet", {"a": {"address": "10.0.0.1"}})
@@ -178,3 +179,4 @@ def test_bad_input_is_named(change: dict[str, Any], named: str) -> None:
     errors = nats_input_errors(fleet, settings)
     assert any(named in error for error in errors), errors
     assert not nats_input_errors({"a": {"address": "10.0.0.1"}}, {**SETTINGS, "client_port": 4222, "store_dir": "/x"})
+

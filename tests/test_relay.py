@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import nats
 import pytest
 from agentfleet.fleet import Fleet
-from agentfleet_relay import RESULTS, TASKS, WORKERS, Local, Relay
+from agentfleet_relay import RESULTS, TASKS, WORKERS, Dispatcher, Local, Relay, load_settings
 from nats.js.api import ConsumerConfig, KeyValueConfig, RetentionPolicy, StreamConfig
 from nats_helpers import free_port, start_server
 from runtime_helpers import make_tree, start_worker
@@ -200,3 +201,37 @@ def test_the_outbox_takes_only_the_dispatchers_well_formed_tasks(server: str, tm
     outbox(other, "foreign", role="frontend")
     assert [document for _path, document in other.outbox()] == []
     assert "owned by uid" in alpha.fleet.problems[-1]
+
+
+def test_settings_with_a_missing_or_wrong_field_are_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "relay.json"
+    good = {"url": "tls://10.0.0.1:4222", "ca": "c", "cert": "c", "key": "k", "node": "alpha", "root": "/srv/agentfleet",
+            "state": "/s", "roles": {"marie": "frontend"}, "agents": {"marie": 10001}, "lease": 30,
+            "dispatcher_uid": 10000, "dispatcher_gid": 10000, "dispatcher_groups": [10000, 10900]}
+    path.write_text(json.dumps(good))
+    assert load_settings(str(path)) == good
+    path.write_text(json.dumps({**good, "lease": "soon", "dispatcher_gid": True, "roles": None}))
+    with pytest.raises(SystemExit) as refused:
+        load_settings(str(path))
+    assert all(f"{field}: required" in str(refused.value) for field in ("lease", "dispatcher_gid", "roles"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to the dispatcher's ids needs root (or CAP_SETUID/SETGID)")
+def test_the_relay_writes_the_tree_as_the_dispatcher_and_is_itself_again_after() -> None:
+    with tempfile.TemporaryDirectory() as scratch:  # /tmp itself: another uid reaches it (pytest's are 0700)
+        Path(scratch).chmod(0o755)
+        acting_as_the_dispatcher(Path(scratch) / "inbox")
+
+
+def acting_as_the_dispatcher(inbox: Path) -> None:
+    inbox.mkdir(mode=0o700)
+    os.chown(inbox, 12345, 12345)
+    dispatcher = Dispatcher(12345, 12345, (12345, 12346))
+    with dispatcher.acting():
+        (inbox / "t1.json").write_text("{}")
+        assert os.getgroups() == [12345, 12346]
+    assert (inbox / "t1.json").stat().st_uid == 12345 and (inbox / "t1.json").stat().st_gid == 12345
+    assert (os.geteuid(), os.getegid()) == (0, 0) and 12346 not in os.getgroups()
+    # Control: as itself, without the dispatcher's ids, the same write is its own file, not the dispatcher's.
+    (inbox / "t2.json").write_text("{}")
+    assert (inbox / "t2.json").stat().st_uid == 0

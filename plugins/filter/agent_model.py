@@ -410,6 +410,11 @@ def _paths(model: Model, agents: list[dict[str, Any]], accounts: dict[str, list[
             paths.append(_entry(f"{root}/{category}/{name}", own, group[account[name]], "0700", category, [name], [name]))
     if model.get("projects"):
         paths.append(_entry(f"{root}/projects", root_id, ("root", ROOT_UID), "0755", "projects", names, []))
+    # True only as the role passes it (agent_model_fleet | bool; its argument spec checks the type).
+    if model.get("fleet") is True and dispatcher:
+        # The dispatcher's tasks for the fleet; the host's relay (acting as the dispatcher) sends them.
+        paths.append(_entry(f"{root}/outbox", dispatch_owner, group[account[dispatcher]], "0700", "outbox",
+                            dispatchers, dispatchers))
     if model.get("projects") and dispatcher:
         paths.append(_entry(f"{root}/integration", root_id, ("root", ROOT_UID), "0755", "integration", names, []))
     for project in model.get("projects", []):

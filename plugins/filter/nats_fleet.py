@@ -43,6 +43,7 @@ def nats_fleet(names: list[str], hostvars: Any) -> dict[str, dict[str, Any]]:
         plan = hostvars[name].get("nats_plan")
         if isinstance(plan, dict):
             fleet[str(plan["node"])] = {key: plan[key] for key in ("address", "workers", "roles")}
+            fleet[str(plan["node"])]["dispatches"] = bool(plan.get("dispatches", True))
         else:
             fleet[nats_node(name)] = {"address": "", "workers": [], "roles": [], "missing": True}
     return fleet
@@ -132,6 +133,9 @@ def nats_input_errors(fleet: dict[str, dict[str, Any]], settings: dict[str, Any]
             seen.setdefault(worker, []).append(node)
     errors += [f"agent_model_agents: worker {worker} runs on {' and '.join(nodes)}: a worker's name must be unique in the"
                " fleet (tasks are addressed to it by name)" for worker, nodes in sorted(seen.items()) if len(nodes) > 1]
+    errors += [f"agent_model_agents: {node} runs workers but no agent that dispatches: its relay writes their"
+               " inboxes as the dispatcher" for node, host in sorted(fleet.items())
+               if host.get("workers") and not host.get("dispatches", True)]
     addresses = [str(host.get("address")) for host in fleet.values()]
     if len(set(addresses)) != len(addresses):
         errors.append("nats_address: two hosts of the fleet have the same address")
@@ -160,7 +164,24 @@ def nats_input_errors(fleet: dict[str, dict[str, Any]], settings: dict[str, Any]
     return errors
 
 
+def nats_relay_settings(stack: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """The relay's settings file, from this host's agent model (agent_model_stack): its workers and
+    their roles, every agent's uid (the owners it checks), and the dispatcher it acts as in the tree."""
+    agents = stack["agents"]
+    dispatcher = next((agent for agent in agents if agent["capabilities"]["dispatches"]), None)
+    users: dict[str, dict[str, Any]] = {user["name"]: user for user in stack["users"]}
+    gids = {group["name"]: int(group["gid"]) for group in stack["groups"]}
+    account: dict[str, Any] = users[dispatcher["account"]] if dispatcher else {"uid": 0, "gid": 0, "groups": []}
+    given = {key: value for key, value in settings.items() if key not in ("address", "client_port")}
+    return {**given, "url": f"tls://{url_host(str(settings['address']))}:{settings['client_port']}", "root": stack["root"],
+            "roles": {agent["name"]: agent.get("role", "") for agent in agents if agent["kind"] == "worker"},
+            "agents": {agent["name"]: int(users[agent["account"]]["uid"]) for agent in agents},
+            "dispatcher_uid": int(account["uid"]), "dispatcher_gid": int(account["gid"]),
+            "dispatcher_groups": sorted({int(account["gid"])} | {gids[name] for name in account["groups"]})}
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {"nats_node": nats_node, "nats_server_config": nats_server_config, "nats_fleet": nats_fleet,
-                "nats_input_errors": nats_input_errors, "nats_relay_permissions": nats_relay_permissions}
+                "nats_input_errors": nats_input_errors, "nats_relay_permissions": nats_relay_permissions,
+                "nats_relay_settings": nats_relay_settings}

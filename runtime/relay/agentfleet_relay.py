@@ -17,9 +17,14 @@ Everything read from the tree is agent-written: read by the runtime's checked re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
+import ssl
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,32 @@ TASKS, RESULTS, WORKERS = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_
 MAX_OUTBOX = 64
 
 
+@dataclass(frozen=True)
+class Dispatcher:
+    """The tree's dispatcher, whom the relay acts as in the tree (inboxes are its): the service runs
+    under its own account with CAP_SETUID/CAP_SETGID and switches its effective ids for each visit."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+    @contextlib.contextmanager
+    def acting(self) -> Iterator[None]:
+        own = (os.geteuid(), os.getegid(), os.getgroups())
+        if own[0] == self.uid:
+            yield
+            return
+        os.setgroups(list(self.groups))
+        os.setegid(self.gid)
+        os.seteuid(self.uid)
+        try:
+            yield
+        finally:
+            os.seteuid(own[0])
+            os.setegid(own[1])
+            os.setgroups(own[2])
+
+
 @dataclass
 class Local:
     """This host's side: its tree, its workers and their roles, and the relay's own state directory."""
@@ -41,12 +72,18 @@ class Local:
     state: Path
     dispatcher_uid: int | None = None
     duplicates: list[str] = field(default_factory=list)
+    dispatcher: Dispatcher | None = None
+
+    def tree(self) -> contextlib.AbstractContextManager[None]:
+        """Where the relay reads and writes the tree: as its dispatcher (when it is someone else)."""
+        return self.dispatcher.acting() if self.dispatcher else contextlib.nullcontext()
 
     def idle(self, candidates: list[str]) -> list[str]:
         """Of candidates, the workers here with a fresh heartbeat and nothing pending, least busy first."""
-        beats = self.fleet.heartbeats()
-        ready = [name for name in candidates if name in beats and not self.fleet.is_stale(beats[name])
-                 and beats[name]["status"] != "busy" and not self.fleet.pending(name)]
+        with self.tree():
+            beats = self.fleet.heartbeats()
+            ready = [name for name in candidates if name in beats and not self.fleet.is_stale(beats[name])
+                     and beats[name]["status"] != "busy" and not self.fleet.pending(name)]
         return sorted(ready)
 
     def deliver(self, worker: str, task: dict[str, Any]) -> None:
@@ -54,7 +91,8 @@ class Local:
         problems = schema.errors(task, schema.load("task"))
         if problems:
             raise Refused("; ".join(problems))
-        schema.write_atomic(self.fleet.root / "inbox" / worker / f"{task['id']}.json", task, replace=False)
+        with self.tree():
+            schema.write_atomic(self.fleet.root / "inbox" / worker / f"{task['id']}.json", task, replace=False)
         (self.state / "delivered").mkdir(parents=True, exist_ok=True)
         (self.state / "delivered" / task["id"]).write_text(worker)
 
@@ -66,11 +104,27 @@ class Local:
         (self.state / "delivered" / ident).unlink(missing_ok=True)
 
     def result(self, worker: str, ident: str) -> dict[str, Any] | None:
-        if not os.path.lexists(self.fleet.root / "results" / worker / f"{ident}.json"):
-            return None
-        return self.fleet.result(worker, f"{ident}.json")
+        with self.tree():
+            if not os.path.lexists(self.fleet.root / "results" / worker / f"{ident}.json"):
+                return None
+            return self.fleet.result(worker, f"{ident}.json")
+
+    def beats(self) -> dict[str, tuple[bool, int]]:
+        """Each local worker's (fresh heartbeat, tasks pending)."""
+        with self.tree():
+            beats = self.fleet.heartbeats()
+            return {worker: (worker in beats and not self.fleet.is_stale(beats[worker]), len(self.fleet.pending(worker)))
+                    for worker in self.roles}
 
     def outbox(self) -> list[tuple[Path, dict[str, Any]]]:
+        with self.tree():
+            return self._outbox()
+
+    def sent(self, path: Path) -> None:
+        with self.tree():
+            path.unlink(missing_ok=True)
+
+    def _outbox(self) -> list[tuple[Path, dict[str, Any]]]:
         """Tasks the dispatcher wrote to send to the fleet: its files only, each a task with a target."""
         directory, found = self.fleet.root / "outbox", []
         if not directory.is_dir():
@@ -107,17 +161,16 @@ class Relay:
         for path, document in self.local.outbox():
             task = document["task"]
             await self.js.publish(task_subject(document), json.dumps(task).encode(), headers={"Nats-Msg-Id": task["id"]})
-            path.unlink(missing_ok=True)
+            self.local.sent(path)
             sent += 1
         return sent
 
     async def heartbeat(self) -> None:
-        beats = self.local.fleet.heartbeats()
+        beats = self.local.beats()
         for worker, role in sorted(self.local.roles.items()):
-            beat = beats.get(worker)
+            fresh, pending = beats[worker]
             entry = {"node": self.node, "worker": worker, "role": role, "updated": time.time(),
-                     "fresh": beat is not None and not self.local.fleet.is_stale(beat),
-                     "pending": len(self.local.fleet.pending(worker))}
+                     "fresh": fresh, "pending": pending}
             await self.kv.put(f"{self.node}.{worker}", json.dumps(entry).encode())
 
     async def take(self, subscription: Any, candidates: list[str]) -> bool:
@@ -133,7 +186,7 @@ class Relay:
             try:
                 task = parse(message.data, MAX_ITEMS["task"])  # another host's bytes: shape-capped
                 self.local.deliver(idle[0], task)
-            except (ValueError, Refused, TypeError, KeyError) as problem:
+            except (ValueError, Refused, TypeError, KeyError, OSError) as problem:
                 self.local.fleet.refuse(Path(f"nats:{message.subject}"), str(problem))
                 await message.term()  # a task no worker can run is never redelivered
                 continue
@@ -197,5 +250,65 @@ class Relay:
                 await self.heartbeat()
                 beat = time.monotonic()
             took = [await self.take(subscription, workers) for subscription, workers in subscriptions]
+            self.report()
             if not any(took):
                 await asyncio.sleep(self.poll)
+
+    def report(self) -> None:
+        """Each refused file once, to the journal; escaped, since names and reasons quote agents' bytes."""
+        for problem in self.local.fleet.problems:
+            print(f"agentfleet-relay: refused {ascii(problem)}", file=sys.stderr, flush=True)
+        self.local.fleet.problems.clear()
+
+
+SETTINGS: dict[str, type | tuple[type, ...]] = {"url": str, "ca": str, "cert": str, "key": str, "node": str, "root": str, "state": str,
+            "roles": dict, "agents": dict, "lease": (int, float), "dispatcher_uid": int, "dispatcher_gid": int,
+            "dispatcher_groups": list}
+
+
+def load_settings(path: str) -> dict[str, Any]:
+    """The relay's settings file (written by the nats role, root's): every field checked, each named."""
+    with open(path, encoding="utf-8") as handle:
+        settings: dict[str, Any] = json.load(handle)
+    problems = [f"{key}: required, a {kind}" for key, kind in SETTINGS.items()
+                if not isinstance(settings.get(key), kind) or isinstance(settings.get(key), bool)]
+    if problems:
+        raise SystemExit(f"agentfleet-relay: {path}: " + "; ".join(problems))
+    return settings
+
+
+async def serve(settings: dict[str, Any]) -> None:
+    import nats  # pylint: disable=import-outside-toplevel  # only the service needs the client library
+
+    context = ssl.create_default_context(cafile=settings["ca"])
+    context.load_cert_chain(settings["cert"], settings["key"])
+    client = await nats.connect(settings["url"], tls=context, inbox_prefix=f"_INBOX_{settings['node']}",
+                                max_reconnect_attempts=-1, name=f"agentfleet-relay-{settings['node']}")
+    js = client.jetstream(timeout=10)
+    dispatcher = Dispatcher(settings["dispatcher_uid"], settings["dispatcher_gid"],
+                            tuple(int(gid) for gid in settings["dispatcher_groups"]))
+    fleet = Fleet(Path(settings["root"]), {name: int(uid) for name, uid in settings["agents"].items()},
+                  interval=float(settings.get("interval", 5)))
+    local = Local(fleet, dict(settings["roles"]), Path(settings["state"]), settings["dispatcher_uid"],
+                  dispatcher=dispatcher)
+    relay = Relay(js, await js.key_value(WORKERS), local, settings["node"], lease=float(settings["lease"]))
+    stop = asyncio.Event()
+    for sign in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sign, stop.set)
+    try:
+        await relay.run(stop)
+    finally:
+        for follower in relay.running.values():
+            follower.cancel()  # what was delivered and not settled is resumed at the next start
+        await client.drain()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        raise SystemExit("usage: agentfleet_relay.py SETTINGS.json")
+    asyncio.run(serve(load_settings(argv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
