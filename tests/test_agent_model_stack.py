@@ -148,9 +148,13 @@ def test_a_fleet_host_gives_its_dispatcher_alone_an_outbox_and_a_single_host_non
     outbox = fleet["/srv/agentfleet/outbox"]
     assert (outbox["owner_name"], outbox["group_name"], outbox["mode"]) == ("agent-orchestrator", "agent-orchestrator", "0700")
     assert (outbox["read"], outbox["write"]) == (["orchestrator"], ["orchestrator"])
+    back = fleet["/srv/agentfleet/fleet"]
+    assert (back["owner_name"], back["group_name"], back["mode"]) == ("agent-orchestrator", "agentfleet-observers", "0750")
+    assert (back["read"], back["write"]) == (["monitor", "orchestrator"], ["orchestrator"])
     # Only a real true turns it on (the role passes agent_model_fleet | bool).
     for fleet_value in (False, "true", "{{ agentfleet_nats | default(false) }}"):
-        assert "/srv/agentfleet/outbox" not in {entry["path"] for entry in agent_model_stack(model(fleet=fleet_value))["paths"]}
+        paths = {entry["path"] for entry in agent_model_stack(model(fleet=fleet_value))["paths"]}
+        assert not paths & {"/srv/agentfleet/outbox", "/srv/agentfleet/fleet"}
 
 
 def test_no_projects_means_no_projects_directory() -> None:

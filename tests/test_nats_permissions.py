@@ -86,6 +86,9 @@ async def setup_streams(port: int, tls: Path) -> None:
     await js.add_stream(StreamConfig(name="AGENTFLEET_RESULTS", subjects=["fleet.result.>"], duplicate_window=600.0))
     for name, subject in (("worker-marie", "fleet.task.worker.marie"), ("worker-anga", "fleet.task.worker.anga")):
         await js.add_consumer(TASKS, ConsumerConfig(durable_name=name, filter_subject=subject, ack_wait=30.0))
+    for node in ("alpha", "beta"):
+        await js.add_consumer("AGENTFLEET_RESULTS", ConsumerConfig(durable_name=f"results-{node}", ack_wait=30.0,
+                                                                   filter_subject=f"fleet.result.*.{node}.>"))
     await admin.close()
 
 
@@ -98,9 +101,13 @@ def attempt(port: int, tls: Path, user: str, node: str, action: str) -> str:
             if action == "submit":
                 await js.publish("fleet.task.worker.anga", b"{}", headers={"Nats-Msg-Id": f"t-{time.time_ns()}"})
             elif action == "own result":
-                await js.publish(f"fleet.result.{node}.t1", b"{}")
+                await js.publish(f"fleet.result.{node}.beta.t1", b"{}")
             elif action == "other's result":
-                await js.publish("fleet.result.beta.t1", b"{}")
+                await js.publish(f"fleet.result.beta.{node}.t1", b"{}")
+            elif action in ("results of own tasks", "results of other's tasks"):
+                results = "results-alpha" if action == "results of own tasks" else "results-beta"
+                await client.request(f"$JS.API.CONSUMER.MSG.NEXT.AGENTFLEET_RESULTS.{results}", b'{"batch":1,"no_wait":true}',
+                                     timeout=2)
             elif action == "own worker's tasks":
                 await js.pull_subscribe_bind("worker-marie", stream=TASKS)
                 await client.request(f"$JS.API.CONSUMER.MSG.NEXT.{TASKS}.worker-marie", b'{"batch":1,"no_wait":true}', timeout=2)
@@ -122,13 +129,13 @@ def attempt(port: int, tls: Path, user: str, node: str, action: str) -> str:
     return asyncio.run(run())
 
 
-@pytest.mark.parametrize("action", ["submit", "own result", "own worker's tasks"])
+@pytest.mark.parametrize("action", ["submit", "own result", "own worker's tasks", "results of own tasks"])
 def test_a_relay_does_what_the_protocol_needs(server: tuple[int, Path], action: str) -> None:
     assert attempt(*server, "relay-alpha", "alpha", action) == "ok"
 
 
 @pytest.mark.parametrize("action", ["other's result", "other's tasks", "purge", "delete", "new consumer",
-                                    "read other's replies"])
+                                    "read other's replies", "results of other's tasks"])
 def test_a_relay_cannot_touch_another_hosts_subjects_or_the_streams(server: tuple[int, Path], action: str) -> None:
     answer = attempt(*server, "relay-alpha", "alpha", action)
     assert "permissions violation" in answer.lower(), answer

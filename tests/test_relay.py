@@ -55,6 +55,9 @@ async def setup(url: str) -> None:
     for role in sorted({role for workers in HOSTS.values() for role in workers.values()}):
         await js.add_consumer(TASKS, ConsumerConfig(durable_name=f"role-{role}", ack_wait=LEASE,
                                                     filter_subject=f"fleet.task.role.{role}"))
+    for node in HOSTS:
+        await js.add_consumer(RESULTS, ConsumerConfig(durable_name=f"results-{node}", ack_wait=LEASE,
+                                                      filter_subject=f"fleet.result.*.{node}.>"))
     await js.create_key_value(KeyValueConfig(bucket=WORKERS))
     await client.close()
 
@@ -63,6 +66,7 @@ def host_tree(root: Path, node: str) -> Local:
     workers = HOSTS[node]
     make_tree(root / node, list(workers))
     (root / node / "outbox").mkdir()
+    (root / node / "fleet").mkdir()
     agents = {name: os.getuid() for name in workers} | {"monitor": os.getuid()}
     return Local(Fleet(root / node, agents, interval=0.5), workers, root / f"{node}-state", os.getuid())
 
@@ -127,7 +131,8 @@ def test_tasks_by_role_and_by_name_cross_hosts_and_each_completes_once(server: s
     processes = workers_for(root, "alpha", tmp_path) + workers_for(root, "beta", tmp_path)
     try:
         async def done() -> bool:
-            return len(await results(server)) >= 14
+            back = len(list((alpha.fleet.root / "fleet").iterdir())) + len(list((beta.fleet.root / "fleet").iterdir()))
+            return back >= 14 and len(await results(server)) >= 14
         asyncio.run(run_relays(server, {"alpha": alpha, "beta": beta}, done))
     finally:
         stop(processes)
@@ -139,6 +144,13 @@ def test_tasks_by_role_and_by_name_cross_hosts_and_each_completes_once(server: s
     assert {where[f"role-{index:02d}"][1] for index in range(12)} == {"marie", "lea"}  # both hosts took role tasks
     assert all(entry["result"]["status"] == "ok" for entry in found)
     assert not list((alpha.fleet.root / "outbox").iterdir())
+    # Each result came back to the host that sent its task, and only there; who ran it is the
+    # node its result was published under.
+    back = {path.stem: json.loads(path.read_text()) for path in (alpha.fleet.root / "fleet").iterdir()}
+    assert sorted(back) == sorted([f"role-{index:02d}" for index in range(12)] + ["to-lea"])
+    assert (back["to-lea"]["node"], back["to-lea"]["worker"], back["to-lea"]["result"]["status"]) == ("beta", "lea", "ok")
+    assert [path.name for path in (beta.fleet.root / "fleet").iterdir()] == ["to-anga.json"]
+    assert not list((alpha.state / "sent").iterdir())
 
 
 def test_a_host_that_loses_its_lease_loses_the_task_and_its_late_result_is_a_duplicate(server: str, tmp_path: Path) -> None:
@@ -153,7 +165,7 @@ def test_a_host_that_loses_its_lease_loses_the_task_and_its_late_result_is_a_dup
         asyncio.run(run_relays(server, {"alpha": alpha}, delivered, timeout=20))
     finally:
         stop(alpha_workers)
-    assert alpha.delivered() == {"orphan": "marie"}
+    assert alpha.delivered() == {"orphan": ("marie", "alpha")}
     assert not (root / "alpha" / "results" / "marie" / "orphan.json").exists()
     # While alpha is down its inbox is out of reach: the task is set aside until alpha is back.
     held = root / "alpha" / "inbox" / "marie" / "orphan.json"

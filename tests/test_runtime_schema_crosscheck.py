@@ -152,6 +152,7 @@ SHAPED = {name: JSON | shaped(SCHEMAS[name]) for name in NAMES}
 BASE: dict[str, dict[str, Any]] = {
     "task": {"id": "t1", "prompt": "x"},
     "fleet-task": {"role": "frontend", "task": {"id": "t1", "prompt": "x"}},
+    "fleet-result": {"node": "beta", "worker": "lea", "result": {"id": "t1"}},
     "result": {"id": "t1", "worker": "marie", "status": "ok", "output": "hi", "reason": "", "attempt": 1,
                "started": 1.5, "finished": 2},
     "heartbeat": {"agent": "marie", "kind": "worker", "status": "idle", "task": None, "updated": 1.5, "interval": 5,
@@ -166,6 +167,15 @@ BASE: dict[str, dict[str, Any]] = {
                  "commits": [{"id": "b" * 40, "subject": "v2"}], "files": [{"path": "app.py", "added": 1, "deleted": 1}]},
 }
 CHANGES: dict[str, list[tuple[str, dict[str, Any], bool]]] = {
+    "fleet-result": [
+        ("a node with - and _", {"node": "host-2_b"}, True),
+        ("a node with a subject separator", {"node": "beta.x"}, False),
+        ("a node of 64 characters", {"node": "n" * 64}, False),
+        ("a worker over 64 characters", {"worker": "w" * 65}, False),
+        ("a result that is a string", {"result": "ok"}, False),
+        ("no node", {"node": None}, False),
+        ("an extra property", {"submitted_by": "beta"}, False),
+    ],
     "fleet-task": [
         ("to a worker (the relay refuses both to and role)", {"to": "marie"}, True),
         ("a role of 32 characters", {"role": "r" * 32}, True),

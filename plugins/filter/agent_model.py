@@ -415,6 +415,9 @@ def _paths(model: Model, agents: list[dict[str, Any]], accounts: dict[str, list[
         # The dispatcher's tasks for the fleet; the host's relay (acting as the dispatcher) sends them.
         paths.append(_entry(f"{root}/outbox", dispatch_owner, group[account[dispatcher]], "0700", "outbox",
                             dispatchers, dispatchers))
+        # The results of the tasks it sent, as the relay brought them back (acting as the dispatcher).
+        paths.append(_entry(f"{root}/fleet", dispatch_owner, observers_group, "0750", "fleet",
+                            dispatchers + observers, dispatchers))
     if model.get("projects") and dispatcher:
         paths.append(_entry(f"{root}/integration", root_id, ("root", ROOT_UID), "0755", "integration", names, []))
     for project in model.get("projects", []):

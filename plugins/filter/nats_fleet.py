@@ -6,8 +6,10 @@ The protocol the permissions allow, and nothing else:
                                                        work-queue retention, de-duplicated by task id)
   consumer worker-<worker> / role-<role>               pulled and acknowledged only by the hosts that
                                                        run that worker / a worker of that role
-  fleet.result.<node>.<task>                           a host publishes only under its own node
-                                                       (stream AGENTFLEET_RESULTS, de-duplicated)
+  fleet.result.<node>.<origin>.<task>                  a host publishes only under its own node, to the
+                                                       host that sent the task (stream AGENTFLEET_RESULTS,
+                                                       de-duplicated); consumer results-<origin> pulled and
+                                                       acknowledged by that host alone
   $KV.agentfleet_workers.<node>.<worker>               a host writes only its own workers' entries
   _INBOX_<node>.>                                      a host's replies, read by that host alone
 Streams and consumers are made by the admin user, whose certificate only root on a fleet host holds.
@@ -57,9 +59,9 @@ def nats_relay_permissions(node: str, workers: list[str], roles: list[str]) -> d
                f"$JS.API.CONSUMER.CREATE.KV_{WORKERS}", f"$JS.API.CONSUMER.CREATE.KV_{WORKERS}.>",
                f"$JS.API.DIRECT.GET.KV_{WORKERS}.>", f"$JS.API.STREAM.MSG.GET.KV_{WORKERS}",
                f"$KV.{WORKERS}.{node}.>"]
-    for consumer in consumers:
-        publish += [f"$JS.API.CONSUMER.INFO.{TASKS}.{consumer}", f"$JS.API.CONSUMER.MSG.NEXT.{TASKS}.{consumer}",
-                    f"$JS.ACK.{TASKS}.{consumer}.>"]
+    for stream, consumer in [(TASKS, name) for name in consumers] + [(RESULTS, f"results-{node}")]:
+        publish += [f"$JS.API.CONSUMER.INFO.{stream}.{consumer}", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+                    f"$JS.ACK.{stream}.{consumer}.>"]
     return {"publish": {"allow": publish, "deny": DENIED},
             "subscribe": {"allow": [f"_INBOX_{node}.>"], "deny": ["$SYS.>"]}}
 

@@ -50,6 +50,39 @@ def resolve_base(fleet: Fleet, project: str, base: str | None) -> str:
             raise SystemExit(f"agentctl: --project {printable(project)}: no branch {branch} in {mirror}: {problem}") from None
 
 
+def new_task(prompt: str, extra: dict[str, Any]) -> dict[str, Any]:
+    ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+    task = {"id": ident, "prompt": prompt, "submitted": time.time(),
+            "submitted_by": os.environ.get("USER", "agentctl")[:64], **extra}
+    errors = schema.errors(task, schema.load("task"))
+    if errors:
+        raise SystemExit("agentctl: " + "; ".join(errors))
+    return task
+
+
+def submit_to_fleet(fleet: Fleet, prompt: str, target: dict[str, str]) -> tuple[str, str]:
+    """Into the outbox of a host of a fleet (agentfleet_nats): its relay sends the task to the worker
+    (to) or to any worker of the role, on any host; the result comes back into fleet/."""
+    outbox = fleet.root / "outbox"
+    if not _real_dir(outbox):
+        raise SystemExit(f"agentctl: --role and workers of other hosts need a fleet of hosts (agentfleet_nats); "
+                         f"this host has no {printable(str(outbox))}")
+    (key, value), = target.items()
+    if not NAME.match(value):
+        raise SystemExit(f"agentctl: --{'to' if key == 'to' else 'role'} {printable(value)}: not a name")
+    task = new_task(prompt, {"goal": os.environ["AGENTFLEET_GOAL"]} if os.environ.get("AGENTFLEET_GOAL") else {})
+    document = {key: value, "task": task}
+    errors = schema.errors(document, schema.load("fleet-task"))
+    if errors:
+        raise SystemExit("agentctl: " + "; ".join(errors))
+    schema.write_atomic(outbox / f"{task['id']}.json", document, replace=False)
+    return f"fleet:{value}", task["id"]
+
+
+def _real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
 def submit(fleet: Fleet, prompt: str, worker: str | None, project: dict[str, str] | None = None) -> tuple[str, str]:
     """Write a task atomically into a worker's inbox; the least busy fresh worker when none is named.
 
@@ -66,14 +99,12 @@ def submit(fleet: Fleet, prompt: str, worker: str | None, project: dict[str, str
             raise SystemExit("agentctl: no worker has a fresh heartbeat; name one with --to")
         worker = min(live, key=lambda name: (len(fleet.pending(name)) + (beats[name]["status"] == "busy"), name))
     inbox = fleet.root / "inbox" / worker
+    if NAME.match(worker) and not inbox.is_dir() and _real_dir(fleet.root / "outbox") and project is None:
+        return submit_to_fleet(fleet, prompt, {"to": worker})  # a worker of another host of the fleet
     if not NAME.match(worker) or not inbox.is_dir():
         raise SystemExit(f"agentctl: --to {printable(worker)}: no such worker (no {printable(str(inbox))})")
-    ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
-    task = {"id": ident, "prompt": prompt, "submitted": time.time(),
-            "submitted_by": os.environ.get("USER", "agentctl")[:64], **(project or {}), **({"goal": goal} if goal else {})}
-    errors = schema.errors(task, schema.load("task"))
-    if errors:
-        raise SystemExit("agentctl: " + "; ".join(errors))
+    task = new_task(prompt, {**(project or {}), **({"goal": goal} if goal else {})})
+    ident = task["id"]
     if goal and project:
         mirror = fleet.root / "projects" / project["project"]
         with trusting(mirror) as settings:
@@ -141,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("AGENTFLEET_ROOT", "/srv/agentfleet")))
     commands = parser.add_subparsers(dest="command", required=True)
     send = commands.add_parser("submit", help="send a task; prints worker and task id")
-    send.add_argument("--to", help="worker name (default: the least busy worker with a fresh heartbeat)")
+    send.add_argument("--to", help="worker name, of this host or of another host of the fleet (default: the least "
+                      "busy worker here with a fresh heartbeat)")
+    send.add_argument("--role", help="any worker of this role on any host of the fleet, the least busy first")
     send.add_argument("--wait", type=float, metavar="SECONDS", help="wait for the result and print it")
     send.add_argument("--project", help="run in a checkout of this project of the worker's (a goal, sent to the orchestrator)")
     send.add_argument("--base", help="the commit (40 hex digits) the checkout starts from (default: the project's branch)")
@@ -253,8 +286,11 @@ def run_task_command(fleet: Fleet, args: argparse.Namespace) -> int:
     if args.command == "submit":
         if args.base is not None and args.project is None:
             raise SystemExit("agentctl: --base needs --project")
+        if args.role is not None and (args.to is not None or args.project is not None):
+            raise SystemExit("agentctl: --role takes neither --to nor --project (projects stay on their host)")
         project = {"project": args.project, "base": resolve_base(fleet, args.project, args.base)} if args.project else None
-        worker, ident = submit(fleet, args.prompt, args.to, project)
+        worker, ident = (submit_to_fleet(fleet, args.prompt, {"role": args.role}) if args.role is not None
+                         else submit(fleet, args.prompt, args.to, project))
         print(f"{worker} {ident}")
         if args.wait is None:
             return 0

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import schema
 from .untrusted import ID, NAME, Refused, names, printable, read_document
 
 STALE_AFTER = 3  # heartbeat intervals
@@ -138,7 +139,25 @@ class Fleet:
                 if not os.path.lexists(self.root / "results" / worker / f"{ident}.json"):
                     return None
                 return self.result(worker, f"{ident}.json")
-        return None
+        return self.fleet_result(ident)
+
+    def fleet_result(self, ident: str) -> dict[str, Any] | None:
+        """The result of a task this host sent to the fleet (fleet/<id>.json, brought back by the
+        host's relay), with the node that ran it; only a file of the directory's owner counts."""
+        directory = self.root / "fleet"
+        path = directory / f"{ident}.json"
+        if not _is_dir(directory) or not os.path.lexists(path):
+            return None
+        try:
+            document = read_document(path, "fleet-result", os.lstat(directory).st_uid)
+            result = document["result"]
+            problems = schema.errors(result, schema.load("result"), "result")
+            if problems or result.get("id") != ident:
+                raise Refused("; ".join(problems[:3]) or f"id {result.get('id')!r} does not match the file name")
+        except Refused as problem:
+            self.refuse(path, str(problem))
+            return None
+        return {**result, "node": document["node"]}
 
     def sent_task(self, worker: str, ident: str) -> dict[str, Any]:
         """Task ident as the dispatcher wrote it into worker's inbox (only the dispatcher writes

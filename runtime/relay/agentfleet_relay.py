@@ -10,7 +10,9 @@ Agents never talk to NATS: the relay is the host's only client. It
   only once its result exists; a result the stream already has (another host finished the task
   after this one lost its lease) is recorded as a duplicate attempt, not a second completion;
 - keeps the ids it delivered (state/delivered/<id>), so after a restart it finishes what it took;
-- writes its workers' heartbeats into the fleet's key-value bucket.
+- writes its workers' heartbeats into the fleet's key-value bucket;
+- takes the results of the tasks it sent (subject fleet.result.<runner>.<this node>.<id>, its own
+  consumer results-<node>) into the dispatcher's <root>/fleet/<id>.json, where agentctl finds them.
 Everything read from the tree is agent-written: read by the runtime's checked readers only.
 """
 
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import ssl
 import sys
@@ -31,10 +34,12 @@ from typing import Any
 
 from agentfleet import schema
 from agentfleet.fleet import Fleet
-from agentfleet.untrusted import MAX_ITEMS, Refused, names, parse, read_document
+from agentfleet.untrusted import ID, MAX_ITEMS, Refused, names, parse, read_document
 
 TASKS, RESULTS, WORKERS = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_workers"
 MAX_OUTBOX = 64
+ORIGIN = "Agentfleet-Origin"  # the node that sent a task: where its result goes back to
+NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -86,19 +91,35 @@ class Local:
                      and beats[name]["status"] != "busy" and not self.fleet.pending(name)]
         return sorted(ready)
 
-    def deliver(self, worker: str, task: dict[str, Any]) -> None:
+    def deliver(self, worker: str, task: dict[str, Any], origin: str = "unknown") -> None:
         """Into worker's inbox; a task already there (a redelivery after a restart) is left as it is."""
         problems = schema.errors(task, schema.load("task"))
         if problems:
             raise Refused("; ".join(problems))
         with self.tree():
             schema.write_atomic(self.fleet.root / "inbox" / worker / f"{task['id']}.json", task, replace=False)
-        (self.state / "delivered").mkdir(parents=True, exist_ok=True)
-        (self.state / "delivered" / task["id"]).write_text(worker)
+        self.mark("delivered", str(task["id"]), f"{worker} {origin}")
 
-    def delivered(self) -> dict[str, str]:
-        directory = self.state / "delivered"
-        return {path.name: path.read_text() for path in directory.iterdir()} if directory.is_dir() else {}
+    def mark(self, kind: str, ident: str, text: str = "") -> None:
+        (self.state / kind).mkdir(parents=True, exist_ok=True)
+        (self.state / kind / ident).write_text(text)
+
+    def delivered(self) -> dict[str, tuple[str, str]]:
+        """Task id -> (worker, origin node) of what this host took and has not settled."""
+        directory, found = self.state / "delivered", {}
+        for path in sorted(directory.iterdir()) if directory.is_dir() else []:
+            worker, _, origin = path.read_text().partition(" ")
+            found[path.name] = (worker, origin or "unknown")
+        return found
+
+    def was_sent(self, ident: str) -> bool:
+        return bool(ID.match(ident)) and (self.state / "sent" / ident).is_file()
+
+    def received(self, ident: str, document: dict[str, Any]) -> None:
+        """A result of a task this host sent, for agentctl: written as the dispatcher, once."""
+        with self.tree():
+            schema.write_atomic(self.fleet.root / "fleet" / f"{ident}.json", document, replace=False)
+        (self.state / "sent" / ident).unlink(missing_ok=True)
 
     def settle(self, ident: str) -> None:
         (self.state / "delivered" / ident).unlink(missing_ok=True)
@@ -152,15 +173,19 @@ def task_subject(document: dict[str, Any]) -> str:
 
 
 class Relay:
-    def __init__(self, js: Any, kv: Any, local: Local, node: str, lease: float = 30.0, poll: float = 0.5) -> None:
+    def __init__(self, js: Any, kv: Any, local: Local, node: str, lease: float = 30.0, poll: float = 0.5,
+                 max_payload: int = 1_048_576) -> None:
         self.js, self.kv, self.local, self.node, self.lease, self.poll = js, kv, local, node, lease, poll
+        self.max_payload = max_payload
         self.running: dict[str, asyncio.Task[None]] = {}
 
     async def publish_outbox(self) -> int:
         sent = 0
         for path, document in self.local.outbox():
             task = document["task"]
-            await self.js.publish(task_subject(document), json.dumps(task).encode(), headers={"Nats-Msg-Id": task["id"]})
+            self.local.mark("sent", task["id"])
+            await self.js.publish(task_subject(document), json.dumps(task).encode(),
+                                  headers={"Nats-Msg-Id": task["id"], ORIGIN: self.node})
             self.local.sent(path)
             sent += 1
         return sent
@@ -183,23 +208,25 @@ class Relay:
         except asyncio.TimeoutError:
             return False
         for message in messages:
+            origin = (message.headers or {}).get(ORIGIN, "")
+            origin = origin if NODE.match(origin) else "unknown"
             try:
                 task = parse(message.data, MAX_ITEMS["task"])  # another host's bytes: shape-capped
-                self.local.deliver(idle[0], task)
+                self.local.deliver(idle[0], task, origin)
             except (ValueError, Refused, TypeError, KeyError, OSError) as problem:
                 self.local.fleet.refuse(Path(f"nats:{message.subject}"), str(problem))
                 await message.term()  # a task no worker can run is never redelivered
                 continue
-            self.track(message, idle[0], str(task["id"]))
+            self.track(message, idle[0], str(task["id"]), origin)
         return bool(messages)
 
     def busy_workers(self) -> set[str]:
-        return set(self.local.delivered().values())
+        return {worker for worker, _origin in self.local.delivered().values()}
 
-    def track(self, message: Any, worker: str, ident: str) -> None:
-        self.running[ident] = asyncio.get_running_loop().create_task(self.follow(message, worker, ident))
+    def track(self, message: Any, worker: str, ident: str, origin: str) -> None:
+        self.running[ident] = asyncio.get_running_loop().create_task(self.follow(message, worker, ident, origin))
 
-    async def follow(self, message: Any, worker: str, ident: str) -> None:
+    async def follow(self, message: Any, worker: str, ident: str, origin: str) -> None:
         """Hold the lease until the result exists; publish it, then acknowledge."""
         last = time.monotonic()
         while (result := self.local.result(worker, ident)) is None:
@@ -207,16 +234,18 @@ class Relay:
                 await message.in_progress()
                 last = time.monotonic()
             await asyncio.sleep(self.poll)
-        await self.publish_result(worker, ident, result)
+        await self.publish_result(worker, ident, result, origin)
         if message is not None:
             await message.ack_sync()
         self.local.settle(ident)
         self.running.pop(ident, None)
 
-    async def publish_result(self, worker: str, ident: str, result: dict[str, Any]) -> None:
-        document = {"node": self.node, "worker": worker, "result": result}
-        ack = await self.js.publish(f"fleet.result.{self.node}.{ident}", json.dumps(document).encode(),
-                                    headers={"Nats-Msg-Id": ident})
+    async def publish_result(self, worker: str, ident: str, result: dict[str, Any], origin: str) -> None:
+        payload = json.dumps({"node": self.node, "worker": worker, "result": result}).encode()
+        if len(payload) > self.max_payload - 4096:  # the rest stays on this host, where the fleet can fetch it
+            kept = f"(output of {len(payload)} bytes, over the fleet's message size: kept on {self.node} in results/{worker}/{ident}.json)"
+            payload = json.dumps({"node": self.node, "worker": worker, "result": {**result, "output": kept}}).encode()
+        ack = await self.js.publish(f"fleet.result.{self.node}.{origin}.{ident}", payload, headers={"Nats-Msg-Id": ident})
         if ack.duplicate:
             self.local.duplicates.append(ident)
             duplicates = self.local.state / "duplicates.jsonl"
@@ -227,9 +256,9 @@ class Relay:
     def resume(self) -> None:
         """After a restart: follow what was delivered and not settled (its message, if any, is
         redelivered to whoever pulls next; this host publishes its result all the same)."""
-        for ident, worker in sorted(self.local.delivered().items()):
+        for ident, (worker, origin) in sorted(self.local.delivered().items()):
             if ident not in self.running:
-                self.running[ident] = asyncio.get_running_loop().create_task(self.follow(None, worker, ident))
+                self.running[ident] = asyncio.get_running_loop().create_task(self.follow(None, worker, ident, origin))
 
     async def consumers(self) -> list[tuple[Any, list[str]]]:
         """A pull subscription per local worker and per local role, with the workers it may feed."""
@@ -241,11 +270,41 @@ class Relay:
             subscriptions.append((await self.js.pull_subscribe_bind(f"role-{role}", stream=TASKS), workers))
         return subscriptions
 
+    async def collect(self, subscription: Any) -> int:
+        """Results of the tasks this host sent, into the dispatcher's fleet/ directory; any other
+        (a task another relay claimed to be ours) is acknowledged and dropped."""
+        try:
+            messages = await subscription.fetch(16, timeout=0.05)
+        except asyncio.TimeoutError:
+            return 0
+        for message in messages:
+            _fleet, _result, runner, _origin, ident = message.subject.split(".", 4)
+            try:
+                if self.local.was_sent(ident):
+                    document = parse(message.data, MAX_ITEMS["result"] + 8)
+                    if not isinstance(document, dict) or not isinstance(document.get("result"), dict):
+                        raise Refused("not a fleet result")
+                    problems = schema.errors(document["result"], schema.load("result"), "result")
+                    if problems or document["result"]["id"] != ident:
+                        raise Refused("; ".join(problems) or "the result's id is not the subject's")
+                    # Who ran it is the subject's node (each host publishes only under its own).
+                    self.local.received(ident, {"node": runner, "worker": str(document.get("worker", ""))[:64],
+                                                "result": document["result"]})
+            except OSError as problem:  # not stored: redelivered after its ack wait, tried again
+                self.local.fleet.refuse(Path(f"nats:{message.subject}"), str(problem))
+                continue
+            except (ValueError, Refused, TypeError, KeyError) as problem:
+                self.local.fleet.refuse(Path(f"nats:{message.subject}"), str(problem))
+            await message.ack()
+        return len(messages)
+
     async def run(self, stop: asyncio.Event, beat_every: float = 2.0) -> None:
         self.resume()
         subscriptions, beat = await self.consumers(), 0.0
+        results = await self.js.pull_subscribe_bind(f"results-{self.node}", stream=RESULTS)
         while not stop.is_set():
             await self.publish_outbox()
+            await self.collect(results)
             if time.monotonic() - beat > beat_every:
                 await self.heartbeat()
                 beat = time.monotonic()
@@ -291,7 +350,8 @@ async def serve(settings: dict[str, Any]) -> None:
                   interval=float(settings.get("interval", 5)))
     local = Local(fleet, dict(settings["roles"]), Path(settings["state"]), settings["dispatcher_uid"],
                   dispatcher=dispatcher)
-    relay = Relay(js, await js.key_value(WORKERS), local, settings["node"], lease=float(settings["lease"]))
+    relay = Relay(js, await js.key_value(WORKERS), local, settings["node"], lease=float(settings["lease"]),
+                  max_payload=int(settings.get("max_payload", 1_048_576)))
     stop = asyncio.Event()
     for sign in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sign, stop.set)

@@ -4,7 +4,7 @@ updated, nothing is deleted. Prints {"changed": [...], "stale": [...]} as JSON.
 
     python3 -I agentfleet_streams.py PLAN.json
 PLAN: {"url", "ca", "cert", "key", "inbox", "replicas", "lease", "duplicate_window", "max_bytes",
-       "workers": [names], "roles": [names]}
+       "workers": [names], "roles": [names], "nodes": [names]}
 """
 
 from __future__ import annotations
@@ -65,6 +65,14 @@ async def apply(plan: dict[str, Any]) -> dict[str, list[str]]:
         except Exception:  # noqa: BLE001 - nats-py raises its own BucketNotFoundError or NotFoundError by version
             await js.create_key_value(KeyValueConfig(bucket=WORKERS, history=1, replicas=plan["replicas"], ttl=600))
             changed.append(f"bucket {WORKERS}")
+        # Each host's results: those of the tasks it sent (fleet.result.<runner>.<node>.<id>).
+        for node in sorted(plan["nodes"]):
+            try:
+                await js.consumer_info(RESULTS, f"results-{node}")
+            except NotFoundError:
+                await js.add_consumer(RESULTS, ConsumerConfig(durable_name=f"results-{node}", ack_wait=30.0,
+                                                              filter_subject=f"fleet.result.*.{node}.>"))
+                changed.append(f"consumer results-{node}")
         present = [info.name for info in await js.consumers_info(TASKS)]
         stale = sorted(name for name in present if name not in consumers)
     finally:

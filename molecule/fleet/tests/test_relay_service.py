@@ -1,0 +1,154 @@
+"""Each host's relay as the role deploys it: a unit under its own account whose only privilege is
+to act as the tree's dispatcher; every host's workers in the fleet's bucket; tasks sent with
+agentctl from a host with no worker running (by role and by name) run on the other hosts' workers
+and each result comes back, once, to the host that sent it. The workers are the runtime's own
+processes on the command backend, started here as their agents' accounts (no engine on these hosts)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testinfra.host
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from test_nats_cluster import HOSTS, client, credentials
+
+testinfra_hosts = ["ansible://agentfleet_hosts"]
+LIB = "/opt/agentfleet/nats/lib"
+ROOT = "/srv/agentfleet"
+# Where the workers run (none on alpha, which sends): written by hand, the inventory checked against it.
+RUNNING = {"agentfleet-fleet-beta": ["lea", "bob"], "agentfleet-fleet-gamma": ["fabien", "zoe"]}
+
+
+def on(name: str) -> testinfra.host.Host:
+    return testinfra.host.get_host(f"docker://{name}")
+
+
+def agentctl(*args: str) -> str:
+    """agentctl on alpha as its dispatcher (the orchestrator's account), as the host's agentctl drops to it."""
+    command = ["setpriv", "--reuid", "agent-orchestrator", "--regid", "agent-orchestrator", "--init-groups",
+               "env", f"PYTHONPATH={LIB}", f"AGENTFLEET_ROOT={ROOT}", "python3", "-I", "-c",
+               "import sys; sys.path.insert(0, %r); from agentfleet.agentctl import main; sys.exit(main(sys.argv[1:]))" % LIB,
+               *args]
+    return str(on(HOSTS[0]).check_output(shlex.join(command)))
+
+
+@pytest.fixture(name="workers", scope="module")
+def fixture_workers() -> Iterator[None]:
+    backend = json.dumps({"type": "command", "argv": ["sh", "-c", "echo done {task_id} by $AGENTFLEET_NAME"], "timeout": 30})
+    for name, workers in RUNNING.items():
+        for worker in workers:
+            on(name).run_expect([0], shlex.join([
+                "systemd-run", f"--unit=agentfleet-test-worker-{worker}", f"--uid=agent-{worker}", f"--gid=agent-{worker}",
+                "-p", "SupplementaryGroups=agentfleet-common", f"--setenv=PYTHONPATH={LIB}", f"--setenv=AGENTFLEET_ROOT={ROOT}",
+                f"--setenv=AGENTFLEET_NAME={worker}", f"--setenv=AGENTFLEET_BACKEND={backend}",
+                "--setenv=AGENTFLEET_HEARTBEAT_INTERVAL=1", "python3", "-I", "-c",
+                "import sys; sys.path.insert(0, %r); from agentfleet.__main__ import main; sys.exit(main(sys.argv[1:]))" % LIB,
+                "worker"]))
+    yield
+    for name, workers in RUNNING.items():
+        for worker in workers:
+            on(name).run(f"systemctl stop agentfleet-test-worker-{worker}")
+
+
+def test_the_relay_runs_as_its_own_account_able_only_to_act_as_the_dispatcher(host: testinfra.host.Host) -> None:
+    assert host.service("agentfleet-relay").is_running and host.service("agentfleet-relay").is_enabled
+    unit = dict(line.split("=", 1) for line in host.check_output(
+        "systemctl show agentfleet-relay -p User -p CapabilityBoundingSet -p AmbientCapabilities -p NoNewPrivileges"
+        " -p ProtectSystem -p MainPID").splitlines())
+    assert unit["User"] == "agentfleet-relay" and unit["NoNewPrivileges"] == "yes" and unit["ProtectSystem"] == "strict"
+    assert unit["CapabilityBoundingSet"] == unit["AmbientCapabilities"] == "cap_setgid cap_setuid"
+    uid = host.user("agentfleet-relay").uid
+    status = host.file(f"/proc/{unit['MainPID']}/status").content_string
+    assert f"Uid:\t{uid}\t" in status, status
+    # Control: its own account cannot write an inbox; only acting as the dispatcher does.
+    worker = next(agent["name"] for agent in host.ansible.get_variables()["agent_model_agents"] if agent["kind"] == "worker")
+    denied = host.run(f"setpriv --reuid agentfleet-relay --regid agentfleet-relay --clear-groups touch {ROOT}/inbox/{worker}/x")
+    assert denied.rc != 0 and "Permission denied" in denied.stderr
+    key = host.file("/etc/agentfleet/nats/tls/relay.key")
+    assert (key.user, key.group, key.mode) == ("root", "agentfleet-relay", 0o640)
+    # Everything it runs and imports is root's: no agent (and not the relay) can change its code.
+    assert host.check_output(f"find {LIB} /opt/agentfleet/nats/venv \\( ! -user root -o \\( -perm /022 ! -type l \\) \\) -print") == ""
+
+
+def bucket_keys() -> list[str]:
+    async def read() -> list[str]:
+        nc = await client(HOSTS[0], credentials(HOSTS[0], "admin", Path(tmp())), "_INBOX_agentfleet-fleet-alpha_admin")
+        try:
+            kv = await nc.jetstream(timeout=5).key_value("agentfleet_workers")
+            return sorted(await kv.keys())
+        finally:
+            await nc.close()
+    return asyncio.run(read())
+
+
+def tmp() -> str:
+    return tempfile.mkdtemp(prefix="agentfleet-fleet-test-")
+
+
+def test_every_hosts_workers_are_in_the_fleets_bucket(host: testinfra.host.Host) -> None:
+    variables = host.ansible.get_variables()
+    node = variables["inventory_hostname"]
+    mine = sorted(f"{node}.{agent['name']}" for agent in variables["agent_model_agents"] if agent["kind"] == "worker")
+    every = sorted(["agentfleet-fleet-alpha.marie", "agentfleet-fleet-alpha.anga", "agentfleet-fleet-beta.lea",
+                    "agentfleet-fleet-beta.bob", "agentfleet-fleet-gamma.fabien", "agentfleet-fleet-gamma.zoe"])
+    deadline = time.monotonic() + 20
+    while bucket_keys() != every and time.monotonic() < deadline:
+        time.sleep(1)
+    keys = bucket_keys()
+    assert keys == every and [key for key in keys if key.startswith(f"{node}.")] == mine
+
+
+def fleet_results() -> list[dict[str, Any]]:
+    """Every message of the results stream, with its subject."""
+    async def read() -> list[dict[str, Any]]:
+        nc = await client(HOSTS[0], credentials(HOSTS[0], "admin", Path(tmp())), "_INBOX_agentfleet-fleet-alpha_admin")
+        try:
+            js = nc.jetstream(timeout=5)
+            info = await js.stream_info("AGENTFLEET_RESULTS")
+            subscription = await js.pull_subscribe("fleet.result.>", config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+                                                   stream="AGENTFLEET_RESULTS")
+            found: list[dict[str, Any]] = []
+            while len(found) < info.state.messages:
+                found += [{"subject": message.subject, **json.loads(message.data)}
+                          for message in await subscription.fetch(64, timeout=5)]
+            return found
+        finally:
+            await nc.close()
+    return asyncio.run(read())
+
+
+@pytest.mark.usefixtures("workers")
+def test_tasks_sent_from_one_host_run_on_the_others_and_come_back_once() -> None:
+    alpha = on(HOSTS[0])
+    sent = {agentctl("submit", "--role", "frontend", f"front {index}").split()[1]: "frontend" for index in range(6)}
+    sent |= {agentctl("submit", "--to", "fabien", "deploy it").split()[1]: "fabien"}
+    line, _, body = agentctl("submit", "--role", "backend", "--wait", "60", "api").partition("\n")
+    waited = json.loads(body)
+    sent |= {line.split()[1]: "backend"}
+    assert line.startswith("fleet:backend ")
+    assert (waited["node"], waited["worker"], waited["status"]) == ("agentfleet-fleet-beta", "bob", "ok")
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not {f"{ident}.json" for ident in sent} <= set(alpha.check_output(f"ls {ROOT}/fleet").split()):
+        time.sleep(1)
+    back = {ident: json.loads(alpha.file(f"{ROOT}/fleet/{ident}.json").content_string) for ident in sent}
+    for ident, target in sent.items():
+        ran = (back[ident]["node"], back[ident]["worker"])
+        assert ran in {"frontend": {("agentfleet-fleet-beta", "lea"), ("agentfleet-fleet-gamma", "zoe")},
+                       "backend": {("agentfleet-fleet-beta", "bob")},
+                       "fabien": {("agentfleet-fleet-gamma", "fabien")}}[target], (ident, ran)
+        assert back[ident]["result"]["output"].strip() == f"done {ident} by {ran[1]}"
+        assert alpha.file(f"{ROOT}/fleet/{ident}.json").user == "agent-orchestrator"
+    # Exactly once each in the fleet's results, published under the node that ran it, back to alpha.
+    # (the stream also holds what test_nats_cluster published as each relay: "{}")
+    published = [entry for entry in fleet_results() if entry.get("result", {}).get("id") in sent]
+    assert sorted(entry["result"]["id"] for entry in published) == sorted(sent)
+    assert all(entry["subject"] == f"fleet.result.{entry['node']}.{HOSTS[0]}.{entry['result']['id']}" for entry in published)
+    assert alpha.check_output(f"ls {ROOT}/outbox") == ""
