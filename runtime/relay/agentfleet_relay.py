@@ -108,7 +108,7 @@ class Local:
         """Task id -> (worker, origin node) of what this host took and has not settled."""
         directory, found = self.state / "delivered", {}
         for path in sorted(directory.iterdir()) if directory.is_dir() else []:
-            worker, _, origin = path.read_text().partition(" ")
+            worker, _space, origin = path.read_text().partition(" ")
             found[path.name] = (worker, origin or "unknown")
         return found
 
@@ -320,9 +320,9 @@ class Relay:
         self.local.fleet.problems.clear()
 
 
-SETTINGS: dict[str, type | tuple[type, ...]] = {"url": str, "ca": str, "cert": str, "key": str, "node": str, "root": str, "state": str,
-            "roles": dict, "agents": dict, "lease": (int, float), "dispatcher_uid": int, "dispatcher_gid": int,
-            "dispatcher_groups": list}
+SETTINGS: dict[str, type | tuple[type, ...]] = {
+    "url": str, "ca": str, "cert": str, "key": str, "node": str, "root": str, "state": str, "roles": dict, "agents": dict,
+    "lease": (int, float), "dispatcher_uid": int, "dispatcher_gid": int, "dispatcher_groups": list}
 
 
 def load_settings(path: str) -> dict[str, Any]:
