@@ -212,19 +212,33 @@ class Relay:
             origin = origin if NODE.match(origin) else "unknown"
             try:
                 task = parse(message.data, MAX_ITEMS["task"])  # another host's bytes: shape-capped
-                self.local.deliver(idle[0], task, origin)
+                # A redelivery of a task a worker here already holds (a restart lost its lease) stays with it.
+                held = self.local.delivered().get(str(task["id"])) if isinstance(task, dict) else None
+                worker = held[0] if held else idle[0]
+                if not held:
+                    self.local.deliver(worker, task, origin)
             except (ValueError, Refused, TypeError, KeyError, OSError) as problem:
                 self.local.fleet.refuse(Path(f"nats:{message.subject}"), str(problem))
                 await message.term()  # a task no worker can run is never redelivered
                 continue
-            self.track(message, idle[0], str(task["id"]), origin)
+            self.track(message, worker, str(task["id"]), origin)
         return bool(messages)
 
     def busy_workers(self) -> set[str]:
         return {worker for worker, _origin in self.local.delivered().values()}
 
     def track(self, message: Any, worker: str, ident: str, origin: str) -> None:
+        """Follow ident with message; one followed since a restart without it gets the message now."""
+        if ident in self.running:
+            self.running[ident].cancel()
         self.running[ident] = asyncio.get_running_loop().create_task(self.follow(message, worker, ident, origin))
+
+    def forget_published(self, older_than: float) -> None:
+        """Marks of results published before the stream's duplicate window: it has forgotten them too."""
+        directory = self.local.state / "published"
+        for path in directory.iterdir() if directory.is_dir() else []:
+            if path.stat().st_mtime < time.time() - older_than:
+                path.unlink(missing_ok=True)
 
     async def follow(self, message: Any, worker: str, ident: str, origin: str) -> None:
         """Hold the lease until the result exists; publish it, then acknowledge."""
@@ -246,7 +260,9 @@ class Relay:
             kept = f"(output of {len(payload)} bytes, over the fleet's message size: kept on {self.node} in results/{worker}/{ident}.json)"
             payload = json.dumps({"node": self.node, "worker": worker, "result": {**result, "output": kept}}).encode()
         ack = await self.js.publish(f"fleet.result.{self.node}.{origin}.{ident}", payload, headers={"Nats-Msg-Id": ident})
-        if ack.duplicate:
+        ours = (self.local.state / "published" / ident).is_file()
+        self.local.mark("published", ident)
+        if ack.duplicate and not ours:  # the stream holds another host's result: this one came late
             self.local.duplicates.append(ident)
             duplicates = self.local.state / "duplicates.jsonl"
             with duplicates.open("a", encoding="utf-8") as log:
@@ -298,8 +314,9 @@ class Relay:
             await message.ack()
         return len(messages)
 
-    async def run(self, stop: asyncio.Event, beat_every: float = 2.0) -> None:
+    async def run(self, stop: asyncio.Event, beat_every: float = 2.0, window: float = 86400.0) -> None:
         self.resume()
+        self.forget_published(window)
         subscriptions, beat = await self.consumers(), 0.0
         results = await self.js.pull_subscribe_bind(f"results-{self.node}", stream=RESULTS)
         while not stop.is_set():
@@ -352,15 +369,16 @@ async def serve(settings: dict[str, Any]) -> None:
                   dispatcher=dispatcher)
     relay = Relay(js, await js.key_value(WORKERS), local, settings["node"], lease=float(settings["lease"]),
                   max_payload=int(settings.get("max_payload", 1_048_576)))
+    window = float(settings.get("duplicate_window", 86400))
     stop = asyncio.Event()
     for sign in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sign, stop.set)
     try:
-        await relay.run(stop)
+        await relay.run(stop, window=window)
     finally:
         for follower in relay.running.values():
             follower.cancel()  # what was delivered and not settled is resumed at the next start
-        await client.drain()
+        await client.close()  # nothing to drain: every message not acknowledged is redelivered
 
 
 def main(argv: list[str]) -> int:
