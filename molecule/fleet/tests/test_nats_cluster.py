@@ -145,19 +145,22 @@ def test_a_relay_publishes_its_own_results_only(tmp_path: Path) -> None:
 
 
 def test_the_fleets_streams_and_a_consumer_per_worker_and_role_are_made_from_the_models(tmp_path: Path) -> None:
-    async def run() -> tuple[dict[str, int], set[str], float]:
+    async def run() -> tuple[dict[str, int], set[str], float, set[str]]:
         admin = await client(HOSTS[2], credentials(HOSTS[2], "admin", tmp_path), "_INBOX_agentfleet-fleet-gamma_admin")
         try:
             js = admin.jetstream(timeout=10)
             replicas = {name: (await js.stream_info(name)).config.num_replicas or 0
                         for name in ("AGENTFLEET_TASKS", "AGENTFLEET_RESULTS")}
             consumers = {info.name: info for info in await js.consumers_info("AGENTFLEET_TASKS")}
-            return replicas, set(consumers), consumers["role-frontend"].config.ack_wait or 0.0
+            results = {info.name for info in await js.consumers_info("AGENTFLEET_RESULTS")}
+            return replicas, set(consumers), consumers["role-frontend"].config.ack_wait or 0.0, results
         finally:
             await admin.close()
-    replicas, consumers, lease = asyncio.run(run())
+    replicas, consumers, lease, results = asyncio.run(run())
     assert replicas == {"AGENTFLEET_TASKS": 3, "AGENTFLEET_RESULTS": 3}
     # By hand, from the scenario's three models.
     assert consumers == {"worker-marie", "worker-anga", "worker-lea", "worker-bob", "worker-fabien", "worker-zoe",
                          "role-frontend", "role-backend", "role-devops"}
-    assert lease == 10
+    assert lease == 5  # nats_lease in molecule.yml
+    # One results consumer per host (tests may add ephemeral ones: only the durable ones are checked).
+    assert {name for name in results if name.startswith("results-")} == {f"results-{name}" for name in HOSTS}

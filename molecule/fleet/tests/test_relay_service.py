@@ -41,18 +41,24 @@ def agentctl(*args: str) -> str:
     return str(on(HOSTS[0]).check_output(shlex.join(command)))
 
 
+def start_worker(name: str, worker: str, unit: str, command: str) -> None:
+    """The runtime's worker for worker on host name, as its account, running command on each task
+    (the command backend), as the transient unit agentfleet-test-<unit>."""
+    backend = json.dumps({"type": "command", "argv": ["sh", "-c", command], "timeout": 30})
+    on(name).run_expect([0], shlex.join([
+        "systemd-run", f"--unit=agentfleet-test-{unit}", f"--uid=agent-{worker}", f"--gid=agent-{worker}",
+        "-p", "SupplementaryGroups=agentfleet-common", f"--setenv=PYTHONPATH={LIB}", f"--setenv=AGENTFLEET_ROOT={ROOT}",
+        f"--setenv=AGENTFLEET_NAME={worker}", f"--setenv=AGENTFLEET_BACKEND={backend}",
+        "--setenv=AGENTFLEET_HEARTBEAT_INTERVAL=1", "python3", "-I", "-c",
+        "import sys; sys.path.insert(0, %r); from agentfleet.__main__ import main; sys.exit(main(sys.argv[1:]))" % LIB,
+        "worker"]))
+
+
 @pytest.fixture(name="workers", scope="module")
 def fixture_workers() -> Iterator[None]:
-    backend = json.dumps({"type": "command", "argv": ["sh", "-c", "echo done {task_id} by $AGENTFLEET_NAME"], "timeout": 30})
     for name, workers in RUNNING.items():
         for worker in workers:
-            on(name).run_expect([0], shlex.join([
-                "systemd-run", f"--unit=agentfleet-test-worker-{worker}", f"--uid=agent-{worker}", f"--gid=agent-{worker}",
-                "-p", "SupplementaryGroups=agentfleet-common", f"--setenv=PYTHONPATH={LIB}", f"--setenv=AGENTFLEET_ROOT={ROOT}",
-                f"--setenv=AGENTFLEET_NAME={worker}", f"--setenv=AGENTFLEET_BACKEND={backend}",
-                "--setenv=AGENTFLEET_HEARTBEAT_INTERVAL=1", "python3", "-I", "-c",
-                "import sys; sys.path.insert(0, %r); from agentfleet.__main__ import main; sys.exit(main(sys.argv[1:]))" % LIB,
-                "worker"]))
+            start_worker(name, worker, f"worker-{worker}", "echo done {task_id} by $AGENTFLEET_NAME")
     yield
     for name, workers in RUNNING.items():
         for worker in workers:

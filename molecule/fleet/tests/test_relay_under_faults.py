@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import testinfra.host
 from test_nats_cluster import HOSTS
-from test_relay_service import fleet_results
+from test_relay_service import fleet_results, on, start_worker
 
 testinfra_hosts = ["ansible://agentfleet-fleet-alpha"]
 LIB, ROOT, STATE = "/opt/agentfleet/nats/lib", "/srv/agentfleet", "/var/lib/agentfleet/relay"
@@ -29,21 +28,9 @@ ROLE_TASKS = {"frontend": 120, "backend": 60, "devops": 20}
 NAMED_TASKS = 100  # spread evenly over the six workers
 
 
-def on(name: str) -> testinfra.host.Host:
-    return testinfra.host.get_host(f"docker://{name}")
-
-
 def start_workers(name: str) -> None:
-    backend = json.dumps({"type": "command", "argv": ["sh", "-c", "sleep 0.3; echo done {task_id} by $AGENTFLEET_NAME"],
-                          "timeout": 30})
     for worker in WORKERS[name]:
-        on(name).run_expect([0], shlex.join([
-            "systemd-run", f"--unit=agentfleet-test-faults-{worker}", f"--uid=agent-{worker}", f"--gid=agent-{worker}",
-            "-p", "SupplementaryGroups=agentfleet-common", f"--setenv=PYTHONPATH={LIB}", f"--setenv=AGENTFLEET_ROOT={ROOT}",
-            f"--setenv=AGENTFLEET_NAME={worker}", f"--setenv=AGENTFLEET_BACKEND={backend}",
-            "--setenv=AGENTFLEET_HEARTBEAT_INTERVAL=1", "python3", "-I", "-c",
-            "import sys; sys.path.insert(0, %r); from agentfleet.__main__ import main; sys.exit(main(sys.argv[1:]))" % LIB,
-            "worker"]))
+        start_worker(name, worker, f"faults-{worker}", "sleep 0.1; echo done {task_id} by $AGENTFLEET_NAME")
 
 
 @pytest.fixture(name="workers")
