@@ -241,16 +241,27 @@ class Relay:
                 path.unlink(missing_ok=True)
 
     async def follow(self, message: Any, worker: str, ident: str, origin: str) -> None:
-        """Hold the lease until the result exists; publish it, then acknowledge."""
+        """Hold the lease until the result exists; publish it, then acknowledge. A failure on the
+        way (the cluster electing a leader, a timeout) is said and tried again: a follower that
+        gave up would leave its worker busy for good."""
         last = time.monotonic()
-        while (result := self.local.result(worker, ident)) is None:
-            if message is not None and time.monotonic() - last > self.lease / 3:
-                await message.in_progress()
-                last = time.monotonic()
-            await asyncio.sleep(self.poll)
-        await self.publish_result(worker, ident, result, origin)
-        if message is not None:
-            await message.ack_sync()
+        while True:
+            try:
+                while (result := self.local.result(worker, ident)) is None:
+                    if message is not None and time.monotonic() - last > self.lease / 3:
+                        await message.in_progress()
+                        last = time.monotonic()
+                    await asyncio.sleep(self.poll)
+                await self.publish_result(worker, ident, result, origin)
+                if message is not None:
+                    await message.ack_sync(timeout=10)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - whatever the client raised, the task is not given up
+                print(f"agentfleet-relay: {ident}: {ascii(type(error).__name__ + ': ' + str(error))}; trying again",
+                      file=sys.stderr, flush=True)
+                await asyncio.sleep(1)
         self.local.settle(ident)
         self.running.pop(ident, None)
 

@@ -161,6 +161,6 @@ def test_the_fleets_streams_and_a_consumer_per_worker_and_role_are_made_from_the
     # By hand, from the scenario's three models.
     assert consumers == {"worker-marie", "worker-anga", "worker-lea", "worker-bob", "worker-fabien", "worker-zoe",
                          "role-frontend", "role-backend", "role-devops"}
-    assert lease == 5  # nats_lease in molecule.yml
+    assert lease == 10  # nats_lease in molecule.yml
     # One results consumer per host (tests may add ephemeral ones: only the durable ones are checked).
     assert {name for name in results if name.startswith("results-")} == {f"results-{name}" for name in HOSTS}

@@ -74,8 +74,18 @@ def back(idents: set[str]) -> set[str]:
 def wait_for(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}\n{state()}"
         time.sleep(0.3)
+
+
+def state() -> str:
+    """Each host's services, address, what its relay holds and its last words, for a failure's report."""
+    report = []
+    for name in HOSTS:
+        shown = on(name).run(f"hostname -I; systemctl is-active agentfleet-nats agentfleet-relay; ls {STATE}/delivered | head;"
+                             " journalctl -u agentfleet-relay -u agentfleet-nats --no-pager -n 12 | cut -c1-240")
+        report.append(f"== {name}\n{shown.stdout}{shown.stderr}")
+    return "\n".join(report)
 
 
 def kill_and_restart(name: str, down: float) -> None:
