@@ -226,24 +226,3 @@ def test_settings_with_a_missing_or_wrong_field_are_refused_naming_it(tmp_path: 
     with pytest.raises(SystemExit) as refused:
         load_settings(str(path))
     assert all(f"{field}: required" in str(refused.value) for field in ("lease", "dispatcher_gid", "roles"))
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching to the dispatcher's ids needs root (or CAP_SETUID/SETGID)")
-def test_the_relay_writes_the_tree_as_the_dispatcher_and_is_itself_again_after() -> None:
-    with tempfile.TemporaryDirectory() as scratch:  # /tmp itself: another uid reaches it (pytest's are 0700)
-        Path(scratch).chmod(0o755)
-        acting_as_the_dispatcher(Path(scratch) / "inbox")
-
-
-def acting_as_the_dispatcher(inbox: Path) -> None:
-    inbox.mkdir(mode=0o700)
-    os.chown(inbox, 12345, 12345)
-    dispatcher = Dispatcher(12345, 12345, (12345, 12346))
-    with dispatcher.acting():
-        (inbox / "t1.json").write_text("{}")
-        assert os.getgroups() == [12345, 12346]
-    assert (inbox / "t1.json").stat().st_uid == 12345 and (inbox / "t1.json").stat().st_gid == 12345
-    assert (os.geteuid(), os.getegid()) == (0, 0) and 12346 not in os.getgroups()
-    # Control: as itself, without the dispatcher's ids, the same write is its own file, not the dispatcher's.
-    (inbox / "t2.json").write_text("{}")
-    assert (inbox / "t2.json").stat().st_uid == 0

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pwd
 import re
 import signal
 import ssl
@@ -44,20 +45,32 @@ NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 @dataclass(frozen=True)
 class Dispatcher:
-    """The tree's dispatcher, whom the relay acts as in the tree (inboxes are its): the service runs
-    under its own account with CAP_SETUID/CAP_SETGID and switches its effective ids for each visit."""
+    """The tree's dispatcher, whom the relay acts as in the tree (inboxes are its). The service starts
+    as root holding CAP_SETUID/CAP_SETGID only and, before anything else, becomes its own account for
+    good with the dispatcher's ids as its saved ones: from then on it can swap its effective ids
+    between the two, and reach no other (root's included)."""
 
     uid: int
     gid: int
     groups: tuple[int, ...]
 
+    def become(self, uid: int, gid: int) -> None:
+        """Real and effective ids uid/gid, saved ids the dispatcher's, groups what both need; every
+        capability is gone after (the kernel clears them once no id is root's)."""
+        if 0 in (uid, gid, self.uid, self.gid):
+            raise SystemExit("agentfleet-relay: neither the relay nor the dispatcher may be root")
+        os.setgroups(sorted(set(self.groups) | {gid}))
+        os.setresgid(gid, gid, self.gid)
+        os.setresuid(uid, uid, self.uid)
+        if capabilities() != {"CapPrm": 0, "CapEff": 0, "CapAmb": 0}:
+            raise SystemExit(f"agentfleet-relay: still holds capabilities {capabilities()}")
+
     @contextlib.contextmanager
     def acting(self) -> Iterator[None]:
-        own = (os.geteuid(), os.getegid(), os.getgroups())
+        own = (os.geteuid(), os.getegid())
         if own[0] == self.uid:
             yield
             return
-        os.setgroups(list(self.groups))
         os.setegid(self.gid)
         os.seteuid(self.uid)
         try:
@@ -65,7 +78,13 @@ class Dispatcher:
         finally:
             os.seteuid(own[0])
             os.setegid(own[1])
-            os.setgroups(own[2])
+
+
+def capabilities() -> dict[str, int]:
+    """This process's permitted, effective and ambient capability sets."""
+    status = Path("/proc/self/status").read_bytes().decode().splitlines()  # no codec to import: ids may have changed
+    return {key: int(value, 16) for key, _tab, value in (line.partition(":\t") for line in status)
+            if key in ("CapPrm", "CapEff", "CapAmb")}
 
 
 @dataclass
@@ -364,6 +383,11 @@ def load_settings(path: str) -> dict[str, Any]:
     return settings
 
 
+def dispatcher(settings: dict[str, Any]) -> Dispatcher:
+    return Dispatcher(settings["dispatcher_uid"], settings["dispatcher_gid"],
+                      tuple(int(gid) for gid in settings["dispatcher_groups"]))
+
+
 async def serve(settings: dict[str, Any]) -> None:
     import nats  # pylint: disable=import-outside-toplevel  # only the service needs the client library
 
@@ -372,12 +396,10 @@ async def serve(settings: dict[str, Any]) -> None:
     client = await nats.connect(settings["url"], tls=context, inbox_prefix=f"_INBOX_{settings['node']}",
                                 max_reconnect_attempts=-1, name=f"agentfleet-relay-{settings['node']}")
     js = client.jetstream(timeout=10)
-    dispatcher = Dispatcher(settings["dispatcher_uid"], settings["dispatcher_gid"],
-                            tuple(int(gid) for gid in settings["dispatcher_groups"]))
     fleet = Fleet(Path(settings["root"]), {name: int(uid) for name, uid in settings["agents"].items()},
                   interval=float(settings.get("interval", 5)))
     local = Local(fleet, dict(settings["roles"]), Path(settings["state"]), settings["dispatcher_uid"],
-                  dispatcher=dispatcher)
+                  dispatcher=dispatcher(settings))
     relay = Relay(js, await js.key_value(WORKERS), local, settings["node"], lease=float(settings["lease"]),
                   max_payload=int(settings.get("max_payload", 1_048_576)))
     window = float(settings.get("duplicate_window", 86400))
@@ -393,9 +415,13 @@ async def serve(settings: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        raise SystemExit("usage: agentfleet_relay.py SETTINGS.json")
-    asyncio.run(serve(load_settings(argv[1])))
+    if len(argv) != 3:
+        raise SystemExit("usage: agentfleet_relay.py SETTINGS.json ACCOUNT")
+    settings = load_settings(argv[1])
+    if os.geteuid() == 0:  # the service: never runs a step of its work as root
+        account = pwd.getpwnam(argv[2])
+        dispatcher(settings).become(account.pw_uid, account.pw_gid)
+    asyncio.run(serve(settings))
     return 0
 
 

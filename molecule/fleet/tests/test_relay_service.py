@@ -68,13 +68,18 @@ def fixture_workers() -> Iterator[None]:
 def test_the_relay_runs_as_its_own_account_able_only_to_act_as_the_dispatcher(host: testinfra.host.Host) -> None:
     assert host.service("agentfleet-relay").is_running and host.service("agentfleet-relay").is_enabled
     unit = dict(line.split("=", 1) for line in host.check_output(
-        "systemctl show agentfleet-relay -p User -p CapabilityBoundingSet -p AmbientCapabilities -p NoNewPrivileges"
+        "systemctl show agentfleet-relay -p CapabilityBoundingSet -p AmbientCapabilities -p NoNewPrivileges"
         " -p ProtectSystem -p MainPID").splitlines())
-    assert unit["User"] == "agentfleet-relay" and unit["NoNewPrivileges"] == "yes" and unit["ProtectSystem"] == "strict"
-    assert unit["CapabilityBoundingSet"] == unit["AmbientCapabilities"] == "cap_setgid cap_setuid"
-    uid = host.user("agentfleet-relay").uid
-    status = host.file(f"/proc/{unit['MainPID']}/status").content_string
-    assert f"Uid:\t{uid}\t" in status, status
+    assert unit["NoNewPrivileges"] == "yes" and unit["ProtectSystem"] == "strict"
+    assert unit["CapabilityBoundingSet"] == "cap_setgid cap_setuid" and unit["AmbientCapabilities"] == ""
+    # Started as root, it became its own account for good: real and effective ids its own, the
+    # saved ones the dispatcher's (the only other ids it can take), no capability left.
+    relay, dispatcher = host.user("agentfleet-relay"), host.user("agent-orchestrator")
+    status = dict(line.split(":\t", 1) for line in host.file(f"/proc/{unit['MainPID']}/status").content_string.splitlines())
+    assert status["Uid"].split() == [str(relay.uid), str(relay.uid), str(dispatcher.uid), str(relay.uid)], status
+    assert status["Gid"].split() == [str(relay.gid), str(relay.gid), str(dispatcher.gid), str(relay.gid)], status
+    assert all(int(status[key], 16) == 0 for key in ("CapInh", "CapPrm", "CapEff", "CapAmb")), status
+    assert status["NoNewPrivs"] == "1"
     # Control: its own account cannot write an inbox; only acting as the dispatcher does.
     worker = next(agent["name"] for agent in host.ansible.get_variables()["agent_model_agents"] if agent["kind"] == "worker")
     denied = host.run(f"setpriv --reuid agentfleet-relay --regid agentfleet-relay --clear-groups touch {ROOT}/inbox/{worker}/x")
