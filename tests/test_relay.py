@@ -226,3 +226,35 @@ def test_settings_with_a_missing_or_wrong_field_are_refused_naming_it(tmp_path: 
     with pytest.raises(SystemExit) as refused:
         load_settings(str(path))
     assert all(f"{field}: required" in str(refused.value) for field in ("lease", "dispatcher_gid", "roles"))
+
+
+def test_a_result_sent_back_is_stored_only_when_well_formed(server: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Another host's bytes: a worker that is not a name, an id that is not the subject's, or a
+    result not in the schema is refused (said, escaped) and never reaches fleet/."""
+    alpha = host_tree(tmp_path / "hosts", "alpha")
+    result = {"worker": "lea", "status": "ok", "output": "x", "reason": "", "attempt": 1, "started": 1.0, "finished": 2.0}
+    sent = {"good": {"worker": "lea", "result": {**result, "id": "good"}},
+            "escape": {"worker": "lea\x1b[2J", "result": {**result, "id": "escape"}},
+            "other-id": {"worker": "lea", "result": {**result, "id": "good"}},
+            "no-status": {"worker": "lea", "result": {"id": "no-status"}}}
+    for ident in sent:
+        alpha.mark("sent", ident)
+
+    async def publish() -> None:
+        client = await nats.connect(server)
+        for ident, document in sent.items():
+            payload = json.dumps({"node": "beta", **document}).encode()
+            await client.jetstream().publish(f"fleet.result.beta.alpha.{ident}", payload)
+        await client.close()
+    asyncio.run(publish())
+    said: list[str] = []
+
+    async def settled() -> bool:
+        said.append(capsys.readouterr().err)
+        refused = [ident for ident in sent if f"fleet.result.beta.alpha.{ident}" in "".join(said)]
+        return (alpha.fleet.root / "fleet" / "good.json").exists() and len(refused) == 3
+    asyncio.run(run_relays(server, {"alpha": alpha}, settled))
+    assert [path.name for path in (alpha.fleet.root / "fleet").iterdir()] == ["good.json"], said
+    assert json.loads((alpha.fleet.root / "fleet" / "good.json").read_text())["worker"] == "lea"
+    assert "\x1b" not in "".join(said)

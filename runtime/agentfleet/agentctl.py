@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import goals, schema
-from .fleet import Fleet, table as fleet_table
+from .fleet import Fleet, is_real_dir, table as fleet_table
 from .disk import disk_table, read_report
 from .egress_usage import egress_table
 from .gateway_usage import usage_table
@@ -64,7 +64,7 @@ def submit_to_fleet(fleet: Fleet, prompt: str, target: dict[str, str]) -> tuple[
     """Into the outbox of a host of a fleet (agentfleet_nats): its relay sends the task to the worker
     (to) or to any worker of the role, on any host; the result comes back into fleet/."""
     outbox = fleet.root / "outbox"
-    if not _real_dir(outbox):
+    if not is_real_dir(outbox):
         raise SystemExit(f"agentctl: --role and workers of other hosts need a fleet of hosts (agentfleet_nats); "
                          f"this host has no {printable(str(outbox))}")
     (key, value), = target.items()
@@ -77,10 +77,6 @@ def submit_to_fleet(fleet: Fleet, prompt: str, target: dict[str, str]) -> tuple[
         raise SystemExit("agentctl: " + "; ".join(errors))
     schema.write_atomic(outbox / f"{task['id']}.json", document, replace=False)
     return f"fleet:{value}", task["id"]
-
-
-def _real_dir(path: Path) -> bool:
-    return path.is_dir() and not path.is_symlink()
 
 
 def submit(fleet: Fleet, prompt: str, worker: str | None, project: dict[str, str] | None = None) -> tuple[str, str]:
@@ -99,7 +95,7 @@ def submit(fleet: Fleet, prompt: str, worker: str | None, project: dict[str, str
             raise SystemExit("agentctl: no worker has a fresh heartbeat; name one with --to")
         worker = min(live, key=lambda name: (len(fleet.pending(name)) + (beats[name]["status"] == "busy"), name))
     inbox = fleet.root / "inbox" / worker
-    if NAME.match(worker) and not inbox.is_dir() and _real_dir(fleet.root / "outbox") and project is None:
+    if NAME.match(worker) and not inbox.is_dir() and is_real_dir(fleet.root / "outbox") and project is None:
         return submit_to_fleet(fleet, prompt, {"to": worker})  # a worker of another host of the fleet
     if not NAME.match(worker) or not inbox.is_dir():
         raise SystemExit(f"agentctl: --to {printable(worker)}: no such worker (no {printable(str(inbox))})")

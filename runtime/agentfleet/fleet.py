@@ -77,7 +77,7 @@ class Fleet:
 
     def workers(self) -> list[str]:
         inbox = self.root / "inbox"
-        return [name for name in names(inbox, self.problems) if name in self.agents and _is_dir(inbox / name)]
+        return [name for name in names(inbox, self.problems) if name in self.agents and is_real_dir(inbox / name)]
 
     def pending(self, worker: str) -> list[str]:
         """Task ids in a worker's inbox without a result yet."""
@@ -118,7 +118,7 @@ class Fleet:
         however much the workers wrote (`find` reads one whole)."""
         found = []
         for name in sorted(self.agents) if worker is None else [worker]:
-            if name not in self.agents or not _is_dir(self.root / "results" / name):
+            if name not in self.agents or not is_real_dir(self.root / "results" / name):
                 continue
             for entry in self.result_names(name):
                 document = self.result(name, entry)
@@ -146,7 +146,7 @@ class Fleet:
         host's relay), with the node that ran it; only a file of the directory's owner counts."""
         directory = self.root / "fleet"
         path = directory / f"{ident}.json"
-        if not _is_dir(directory) or not os.path.lexists(path):
+        if not is_real_dir(directory) or not os.path.lexists(path):
             return None
         try:
             document = read_document(path, "fleet-result", os.lstat(directory).st_uid)
@@ -209,7 +209,8 @@ def _owners(root: Path, problems: list[str]) -> dict[str, int]:
     return found
 
 
-def _is_dir(path: Path) -> bool:
+def is_real_dir(path: Path) -> bool:
+    """A directory itself, never a link to one."""
     try:
         return stat.S_ISDIR(os.lstat(path).st_mode)
     except OSError:

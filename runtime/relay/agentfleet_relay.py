@@ -35,7 +35,7 @@ from typing import Any
 
 from agentfleet import schema
 from agentfleet.fleet import Fleet
-from agentfleet.untrusted import ID, MAX_ITEMS, Refused, names, parse, read_document
+from agentfleet.untrusted import ID, MAX_ITEMS, NAME, Refused, names, parse, read_document
 
 TASKS, RESULTS, WORKERS = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_workers"
 MAX_OUTBOX = 64
@@ -333,8 +333,10 @@ class Relay:
                     problems = schema.errors(document["result"], schema.load("result"), "result")
                     if problems or document["result"]["id"] != ident:
                         raise Refused("; ".join(problems) or "the result's id is not the subject's")
+                    if not isinstance(document.get("worker"), str) or not NAME.match(document["worker"]):
+                        raise Refused("the worker is not a name")
                     # Who ran it is the subject's node (each host publishes only under its own).
-                    self.local.received(ident, {"node": runner, "worker": str(document.get("worker", ""))[:64],
+                    self.local.received(ident, {"node": runner, "worker": document["worker"],
                                                 "result": document["result"]})
             except OSError as problem:  # not stored: redelivered after its ack wait, tried again
                 self.local.fleet.refuse(Path(f"nats:{message.subject}"), str(problem))
