@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import pwd
@@ -28,7 +29,7 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ class Local:
     dispatcher_uid: int | None = None
     duplicates: list[str] = field(default_factory=list)
     dispatcher: Dispatcher | None = None
+    beats_read: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})
 
     def tree(self) -> contextlib.AbstractContextManager[None]:
         """Where the relay reads and writes the tree: as its dispatcher (when it is someone else)."""
@@ -105,10 +107,16 @@ class Local:
     def idle(self, candidates: list[str]) -> list[str]:
         """Of candidates, the workers here with a fresh heartbeat and nothing pending, least busy first."""
         with self.tree():
-            beats = self.fleet.heartbeats()
+            beats = self.heartbeats()
             ready = [name for name in candidates if name in beats and not self.fleet.is_stale(beats[name])
                      and beats[name]["status"] != "busy" and not self.fleet.pending(name)]
         return sorted(ready)
+
+    def heartbeats(self, fresh_for: float = 0.05) -> dict[str, dict[str, Any]]:
+        """The workers' heartbeats, read at most once per fresh_for (each consumer's loop asks)."""
+        if time.monotonic() - self.beats_read[0] > fresh_for:
+            self.beats_read = (time.monotonic(), self.fleet.heartbeats())
+        return self.beats_read[1]
 
     def deliver(self, worker: str, task: dict[str, Any], origin: str = "unknown") -> None:
         """Into worker's inbox; a task already there (a redelivery after a restart) is left as it is."""
@@ -192,13 +200,16 @@ def task_subject(document: dict[str, Any]) -> str:
 
 
 class Relay:
-    def __init__(self, js: Any, kv: Any, local: Local, node: str, lease: float = 30.0, poll: float = 0.5,
-                 max_payload: int = 1_048_576) -> None:
+    """Each duty in its own loop, so none waits for another: the outbox and the workers' results are
+    looked at every tick; each consumer long-polls (up to poll seconds) while a worker of it is idle."""
+
+    def __init__(self, js: Any, kv: Any, local: Local, node: str, lease: float = 30.0, poll: float = 1.0,
+                 max_payload: int = 1_048_576, tick: float = 0.05) -> None:
         self.js, self.kv, self.local, self.node, self.lease, self.poll = js, kv, local, node, lease, poll
-        self.max_payload = max_payload
+        self.max_payload, self.tick = max_payload, tick
         self.running: dict[str, asyncio.Task[None]] = {}
 
-    async def publish_outbox(self) -> int:
+    async def publish_outbox(self) -> bool:
         sent = 0
         for path, document in self.local.outbox():
             task = document["task"]
@@ -207,20 +218,20 @@ class Relay:
                                   headers={"Nats-Msg-Id": task["id"], ORIGIN: self.node})
             self.local.sent(path)
             sent += 1
-        return sent
+        return sent > 0
 
-    async def heartbeat(self) -> None:
+    async def heartbeat(self) -> bool:
         beats = self.local.beats()
         for worker, role in sorted(self.local.roles.items()):
             fresh, pending = beats[worker]
             entry = {"node": self.node, "worker": worker, "role": role, "updated": time.time(),
                      "fresh": fresh, "pending": pending}
             await self.kv.put(f"{self.node}.{worker}", json.dumps(entry).encode())
+        return False
 
     async def take(self, subscription: Any, candidates: list[str]) -> bool:
-        """One task from subscription when one of candidates is idle here; False when none was taken."""
-        idle = self.local.idle([name for name in candidates if name not in self.busy_workers()])
-        if not idle:
+        """One task from subscription while one of candidates is idle here; False when none was taken."""
+        if not self.idle_here(candidates):
             return False
         try:
             messages = await subscription.fetch(1, timeout=self.poll)
@@ -233,15 +244,21 @@ class Relay:
                 task = parse(message.data, MAX_ITEMS["task"])  # another host's bytes: shape-capped
                 # A redelivery of a task a worker here already holds (a restart lost its lease) stays with it.
                 held = self.local.delivered().get(str(task["id"])) if isinstance(task, dict) else None
-                worker = held[0] if held else idle[0]
+                idle = [held[0]] if held else self.idle_here(candidates)  # another consumer may have fed it
+                if not idle:
+                    await message.nak()  # back to the fleet at once, for a worker that is idle
+                    continue
                 if not held:
-                    self.local.deliver(worker, task, origin)
+                    self.local.deliver(idle[0], task, origin)
             except (ValueError, Refused, TypeError, KeyError, OSError) as problem:
                 self.local.fleet.refuse(Path(f"nats:{message.subject}"), str(problem))
                 await message.term()  # a task no worker can run is never redelivered
                 continue
-            self.track(message, worker, str(task["id"]), origin)
+            self.track(message, idle[0], str(task["id"]), origin)
         return bool(messages)
+
+    def idle_here(self, candidates: list[str]) -> list[str]:
+        return self.local.idle([name for name in candidates if name not in self.busy_workers()])
 
     def busy_workers(self) -> set[str]:
         return {worker for worker, _origin in self.local.delivered().values()}
@@ -270,7 +287,7 @@ class Relay:
                     if message is not None and time.monotonic() - last > self.lease / 3:
                         await message.in_progress()
                         last = time.monotonic()
-                    await asyncio.sleep(self.poll)
+                    await asyncio.sleep(self.tick)
                 await self.publish_result(worker, ident, result, origin)
                 if message is not None:
                     await message.ack_sync(timeout=10)
@@ -316,13 +333,13 @@ class Relay:
             subscriptions.append((await self.js.pull_subscribe_bind(f"role-{role}", stream=TASKS), workers))
         return subscriptions
 
-    async def collect(self, subscription: Any) -> int:
+    async def collect(self, subscription: Any) -> bool:
         """Results of the tasks this host sent, into the dispatcher's fleet/ directory; any other
         (a task another relay claimed to be ours) is acknowledged and dropped."""
         try:
-            messages = await subscription.fetch(16, timeout=0.05)
+            messages = await subscription.fetch(16, timeout=self.poll)
         except asyncio.TimeoutError:
-            return 0
+            return False
         for message in messages:
             _fleet, _result, runner, _origin, ident = message.subject.split(".", 4)
             try:
@@ -344,23 +361,38 @@ class Relay:
             except (ValueError, Refused, TypeError, KeyError) as problem:
                 self.local.fleet.refuse(Path(f"nats:{message.subject}"), str(problem))
             await message.ack()
-        return len(messages)
+        return bool(messages)
 
     async def run(self, stop: asyncio.Event, beat_every: float = 2.0, window: float = 86400.0) -> None:
         self.resume()
         self.forget_published(window)
-        subscriptions, beat = await self.consumers(), 0.0
         results = await self.js.pull_subscribe_bind(f"results-{self.node}", stream=RESULTS)
-        while not stop.is_set():
-            await self.publish_outbox()
-            await self.collect(results)
-            if time.monotonic() - beat > beat_every:
-                await self.heartbeat()
-                beat = time.monotonic()
-            took = [await self.take(subscription, workers) for subscription, workers in subscriptions]
+        steps: list[tuple[Callable[[], Awaitable[bool]], float]] = [
+            (self.publish_outbox, self.tick), (self.heartbeat, beat_every), (lambda: self.collect(results), self.tick)]
+        steps += [(functools.partial(self.take, subscription, workers), self.tick)
+                  for subscription, workers in await self.consumers()]
+        duties = [asyncio.get_running_loop().create_task(self.duty(step, pause)) for step, pause in steps]
+        await stop.wait()
+        for duty in duties:
+            duty.cancel()  # a pull cut short leaves its task to be redelivered: nothing is lost
+        await asyncio.gather(*duties, return_exceptions=True)
+
+    async def duty(self, step: Callable[[], Awaitable[bool]], pause: float) -> None:
+        """step again and again, pause between unless it found work; a failure on the way (a leader
+        election, a timeout) is said and tried again a second later: a duty never gives up."""
+        while True:
+            wait = pause
+            try:
+                busy = await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - whatever the client raised, the duty goes on
+                print(f"agentfleet-relay: {ascii(type(error).__name__ + ': ' + str(error))}; trying again",
+                      file=sys.stderr, flush=True)
+                busy, wait = False, max(pause, 1.0)
             self.report()
-            if not any(took):
-                await asyncio.sleep(self.poll)
+            if not busy:
+                await asyncio.sleep(wait)
 
     def report(self) -> None:
         """Each refused file once, to the journal; escaped, since names and reasons quote agents' bytes."""
