@@ -52,20 +52,20 @@ for path in pathlib.Path({ROOT!r}, "fleet").glob("*.json"):
     return [json.loads(line) for line in output.splitlines() if line]
 
 
-def latency(samples: int) -> list[float]:
+def latency(samples: int, run: str) -> list[float]:
     targets = [["--role", role] for role in ROLES] + [["--to", "lea"]]
     for index in range(samples):
         target = targets[index % len(targets)]
-        as_dispatcher(f"sys.exit(main(['submit', *{target!r}, '--wait', '60', 'latency {index}']))")
-    found = fleet_results("latency ")
+        as_dispatcher(f"sys.exit(main(['submit', *{target!r}, '--wait', '60', '{run} latency {index}']))")
+    found = fleet_results(f"{run} latency ")
     assert len(found) == samples, f"{len(found)} of {samples} results came back"
     return sorted(entry["started"] - entry["submitted"] for entry in found)
 
 
-def throughput(burst: int) -> tuple[float, float]:
-    as_dispatcher(f"for i in range({burst}): main(['submit', '--role', {ROLES!r}[i % 3], f'burst {{i}}'])")
+def throughput(burst: int, run: str) -> tuple[float, float]:
+    as_dispatcher(f"for i in range({burst}): main(['submit', '--role', {ROLES!r}[i % 3], f'{run} burst {{i}}'])")
     deadline = time.monotonic() + 600
-    while len(found := fleet_results("burst ")) < burst and time.monotonic() < deadline:
+    while len(found := fleet_results(f"{run} burst ")) < burst and time.monotonic() < deadline:
         time.sleep(1)
     assert len(found) == burst, f"{len(found)} of {burst} results came back"
     seconds = max(entry["finished"] for entry in found) - min(entry["submitted"] for entry in found)
@@ -88,8 +88,9 @@ def main(argv: list[str]) -> int:
                 on(host).run(f"systemctl stop agentfleet-test-bench-{worker}")
                 start_worker(host, worker, f"bench-{worker}", "echo done {task_id}")
         time.sleep(3)  # the workers' first heartbeats
-        values = latency(numbers[0])
-        rate, seconds = throughput(numbers[1])
+        run = f"bench-{time.time():.0f}"  # this run's tasks only: alpha keeps every result it got back
+        values = latency(numbers[0], run)
+        rate, seconds = throughput(numbers[1], run)
     finally:
         for host, workers in RUNNING.items():
             for worker in workers:
