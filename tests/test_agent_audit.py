@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import socketserver
 import subprocess
@@ -44,6 +45,43 @@ def test_marie_must_not_reach_other_agents_or_the_host(specs: dict[str, dict[str
     assert specs["anga"]["spec"]["reachable"] == ["gateway:8080", "egress:3128"]  # no redis login: not even its name
     assert specs["anga"]["spec"]["unreachable"]["redis"] == ["redis:6379"]
     assert "dockerproxy:2375" in specs["monitor"]["spec"]["reachable"]
+
+
+def test_the_fleets_ports_are_tried_on_every_address_only_on_a_host_of_a_fleet() -> None:
+    stack = default_stack(("marie",))
+    compose = agent_stack_compose(stack, IMAGES, SETTINGS)
+    fleet = agent_audit_specs(stack, compose, ["172.17.0.2"], {**AUDIT, "fleet_ports": [4222, 6222]})
+    targets = {item["agent"]: item["spec"]["unreachable"]["fleet"] for item in fleet}
+    assert {"172.17.0.2:4222", "172.17.0.2:6222", "10.213.113.65:4222"} <= set(targets["marie"])
+    assert all(found == targets["marie"] for found in targets.values())  # every agent tries every address
+    lone = agent_audit_specs(stack, compose, ["172.17.0.2"], AUDIT)
+    assert all(item["spec"]["unreachable"]["fleet"] == [] for item in lone)
+
+
+FLEET_PORTS_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_vars: {file: %s, name: audit}
+    - ansible.builtin.debug: {msg: "FLEET_PORTS={{ audit.agent_audit_fleet_ports | to_json }}"}
+"""
+
+
+@pytest.mark.parametrize(("extra", "ports"), [({"agentfleet_nats": True}, [4222, 6222]),
+                                              ({"agentfleet_nats": True, "nats_client_port": "4333"}, [4333, 6222]),
+                                              ({}, [])])
+def test_the_fleets_ports_by_default_are_the_nats_roles_on_a_host_of_a_fleet(
+        tmp_path: Path, extra: dict[str, Any], ports: list[int]) -> None:
+    playbook = shutil.which("ansible-playbook")
+    if playbook is None:
+        pytest.skip("ansible-playbook is not on PATH (run inside the toolchain's venv)")
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "play.yml").write_text(FLEET_PORTS_PLAY % (root / "roles" / "agent_audit" / "defaults" / "main.yml"))
+    run = subprocess.run([playbook, "-i", "localhost,", "-c", "local", str(tmp_path / "play.yml"), "-e", json.dumps(extra)],
+                         capture_output=True, text=True, check=False, cwd=root,
+                         env={**os.environ, "ANSIBLE_CONFIG": str(root / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert f"FLEET_PORTS={json.dumps(ports)}" in run.stdout, run.stdout[-2000:]
 
 
 def test_paths_follow_the_matrix(specs: dict[str, dict[str, Any]]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import nats
 import pytest
+from agentfleet import agentctl
 from agentfleet.fleet import Fleet
 from agentfleet_relay import RESULTS, TASKS, WORKERS, Dispatcher, Local, Relay, load_settings
 from nats.js.api import ConsumerConfig, KeyValueConfig, RetentionPolicy, StreamConfig
@@ -258,3 +259,34 @@ def test_a_result_sent_back_is_stored_only_when_well_formed(server: str, tmp_pat
     assert [path.name for path in (alpha.fleet.root / "fleet").iterdir()] == ["good.json"], said
     assert json.loads((alpha.fleet.root / "fleet" / "good.json").read_text())["worker"] == "lea"
     assert "\x1b" not in "".join(said)
+
+
+def test_every_hosts_workers_reach_agentctl_status_and_a_bad_entry_is_left_out(
+        server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The bucket holds other hosts' bytes: an entry that is not a worker's is left out, and who
+    wrote an entry is its key's node, never what it says."""
+    alpha, beta = host_tree(tmp_path / "hosts", "alpha"), host_tree(tmp_path / "hosts", "beta")
+    now = time.time()
+    hostile = {"beta.mallory": json.dumps({"role": "\x1b[2J", "fresh": True, "pending": 0, "updated": now}).encode(),
+               "beta.eve": json.dumps({"node": "alpha", "role": "frontend", "fresh": True, "pending": 1, "updated": now}).encode(),
+               "beta.bad": b"not json", "beta.minus": json.dumps({"role": "", "fresh": True, "pending": -1, "updated": now}).encode()}
+
+    async def put() -> None:
+        client = await nats.connect(server)
+        kv = await client.jetstream().key_value(WORKERS)
+        for key, value in hostile.items():
+            await kv.put(key, value)
+        await client.close()
+    asyncio.run(put())
+    view = alpha.fleet.root / "fleet" / "_workers.json"
+
+    async def shown() -> bool:
+        return view.exists() and {"marie", "anga", "lea"} <= {row["worker"] for row in json.loads(view.read_text())["workers"]}
+    asyncio.run(run_relays(server, {"alpha": alpha, "beta": beta}, shown))
+    rows = {(row["node"], row["worker"]): row for row in json.loads(view.read_text())["workers"]}
+    assert set(rows) == {("alpha", "marie"), ("alpha", "anga"), ("beta", "lea"), ("beta", "eve")}
+    assert rows[("beta", "lea")]["role"] == "frontend" and rows[("beta", "eve")]["pending"] == 1
+    table = agentctl.fleet_status_table(alpha.fleet)
+    assert "beta   lea" in table and "\x1b" not in table and "mallory" not in table
+    said = capsys.readouterr().err
+    assert all(f"agentfleet_workers.beta.{name}" in said for name in ("mallory", "bad", "minus")) and "\x1b" not in said

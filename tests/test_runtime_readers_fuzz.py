@@ -191,6 +191,7 @@ def tree(tmp_path: Path) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(dir=tmp_path) as scratch:
         root = make_tree(Path(scratch), ["anga", "marie"])
         (root / "logs" / "monitor").mkdir(parents=True)
+        (root / "fleet").mkdir()
         (root / "inbox" / "marie" / "t1.json").write_text('{"id": "t1", "prompt": "p"}')  # find looks where it was sent
         yield root
 
@@ -261,6 +262,7 @@ def plant(root: Path, kind: str, content: bytes) -> Path:
 READERS: dict[str, tuple[str, Callable[[Path], Any]]] = {  # smallest cap first
     "heartbeat": ("heartbeats/marie/heartbeat.json", lambda root: fleet(root).heartbeats()),
     "task": ("inbox/marie/t1.json", lambda root: read_task(root / "inbox/marie/t1.json", MAX_BYTES["task"], "command")),
+    "fleet-workers": ("fleet/_workers.json", lambda root: fleet(root).fleet_workers()),
     "gateway-usage": ("logs/monitor/gateway-usage.json", lambda root: fleet(root).usage_report()),
     "result": ("results/marie/t1.json", lambda root: fleet(root).results()),
 }

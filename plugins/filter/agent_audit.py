@@ -59,8 +59,9 @@ def agent_audit_specs(stack: dict[str, Any], compose: dict[str, Any], host_addre
                         for net, address in nets.items() if address and net not in own_networks)
         bridges = sorted({str(ipaddress.ip_network(spec["ipam"]["config"][0]["subnet"]).network_address + 1)
                           for spec in compose["networks"].values() if spec.get("ipam")})
-        host = [f"{address}:{port}" for address in sorted(set(host_addresses) | set(bridges))
-                for port in settings["host_ports"]]
+        every_address = sorted(set(host_addresses) | set(bridges))
+        host = [f"{address}:{port}" for address in every_address for port in settings["host_ports"]]
+        fleet = [f"{address}:{port}" for address in every_address for port in settings.get("fleet_ports", [])]
         # redis only for an agent whose model gives it a login; for the others it must not even resolve.
         needed = [f"{service}:{port}" for service, port in SERVICE_PORTS.items() if service != "redis" or agent["redis"]]
         no_redis = [] if agent["redis"] else [f"redis:{SERVICE_PORTS['redis']}"]
@@ -70,7 +71,7 @@ def agent_audit_specs(stack: dict[str, Any], compose: dict[str, Any], host_addre
         specs.append({"container": f"{project}-{name}-1", "agent": name, "spec": {
             "agent": name, "runtime": compose["services"][name].get("runtime", "runc"), "inside_root": INSIDE,
             "paths": _inside_paths(stack, name),
-            "unreachable": {"other_agents": others, "host": host, "internet": settings["outside_targets"],
+            "unreachable": {"other_agents": others, "host": host, "fleet": fleet, "internet": settings["outside_targets"],
                             "metadata": [settings["metadata_target"]], "redis": no_redis},
             "reachable": needed, "outside_names": settings["outside_names"], "docker_api": docker_api,
             "proxy": f"egress:{SERVICE_PORTS['egress']}", "proxy_cases": _proxy_cases(agent, settings["connect_allowed"]),

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import goals, schema
-from .fleet import Fleet, is_real_dir, table as fleet_table
+from .fleet import GONE_AFTER, Fleet, is_real_dir, table as fleet_table
 from .disk import disk_table, read_report
 from .egress_usage import egress_table
 from .gateway_usage import usage_table
@@ -123,6 +123,19 @@ def status_table(fleet: Fleet) -> str:
         rows.append((name, str(beat["kind"]), state, str(beat["task"] or "-"), str(beat["completed"]),
                      waiting, f"{now - float(beat['updated']):.0f}s"))
     return fleet_table(rows)
+
+
+def fleet_status_table(fleet: Fleet) -> str:
+    """Every host's workers, from this host's relay's copy of the fleet's bucket; "" on a lone host."""
+    view = fleet.fleet_workers()
+    if view is None:
+        return ""
+    now, rows = time.time(), [("NODE", "WORKER", "ROLE", "STATE", "PENDING", "AGE")]
+    for entry in view["workers"]:
+        age = now - float(entry["updated"])
+        state = "GONE" if age > GONE_AFTER else "ready" if entry["fresh"] else "STALE"
+        rows.append((entry["node"], entry["worker"], entry["role"] or "-", state, str(entry["pending"]), f"{age:.0f}s"))
+    return f"\nthe fleet (every host's workers, as of {now - float(view['updated']):.0f}s ago):\n" + fleet_table(rows) + "\n"
 
 
 def loopback(address: str) -> str:
@@ -293,6 +306,7 @@ def run_task_command(fleet: Fleet, args: argparse.Namespace) -> int:
         result = wait(fleet, ident, args.wait)
     elif args.command == "status":
         print(status_table(fleet))
+        print(fleet_status_table(fleet), end="")
         print(model_key_line(os.environ), end="")
         return 0
     elif args.command == "disk":

@@ -20,6 +20,8 @@ from . import schema
 from .untrusted import ID, NAME, Refused, names, printable, read_document
 
 STALE_AFTER = 3  # heartbeat intervals
+VIEW = "_workers.json"  # in fleet/: never a task's result (an id starts with a letter or digit)
+GONE_AFTER = 10.0  # seconds without a host's relay writing its workers' entries (it does every 2 s)
 MAX_PROBLEMS, MAX_REASON = 1_000, 300  # what one run keeps of refused files: bounded, whatever agents write
 SUMMARY = ("id", "worker", "status", "reason", "attempt", "started", "finished")
 
@@ -158,6 +160,19 @@ class Fleet:
             self.refuse(path, str(problem))
             return None
         return {**result, "node": document["node"]}
+
+    def fleet_workers(self) -> dict[str, Any] | None:
+        """Every host's workers (fleet/_workers.json, the host's relay's copy of the fleet's bucket);
+        only a file of the directory's owner counts."""
+        directory = self.root / "fleet"
+        path = directory / VIEW
+        if not is_real_dir(directory) or not os.path.lexists(path):
+            return None
+        try:
+            return read_document(path, "fleet-workers", os.lstat(directory).st_uid)
+        except Refused as problem:
+            self.refuse(path, str(problem))
+            return None
 
     def sent_task(self, worker: str, ident: str) -> dict[str, Any]:
         """Task ident as the dispatcher wrote it into worker's inbox (only the dispatcher writes

@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from agentfleet import schema
-from agentfleet.fleet import Fleet
+from agentfleet.fleet import VIEW, Fleet, is_real_dir
 from agentfleet.untrusted import ID, MAX_ITEMS, NAME, Refused, names, parse, read_document
 
 TASKS, RESULTS, WORKERS = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_workers"
 MAX_OUTBOX = 64
+MAX_VIEW = 1024  # workers of the whole fleet shown in agentctl status
 ORIGIN = "Agentfleet-Origin"  # the node that sent a task: where its result goes back to
 NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
@@ -168,6 +169,12 @@ class Local:
         with self.tree():
             return self._outbox()
 
+    def show(self, view: dict[str, Any]) -> None:
+        """The fleet's workers for agentctl status, as the dispatcher (fleet/ is its)."""
+        with self.tree():
+            if is_real_dir(self.fleet.root / "fleet"):
+                schema.write_atomic(self.fleet.root / "fleet" / VIEW, view, replace=True)
+
     def sent(self, path: Path) -> None:
         with self.tree():
             path.unlink(missing_ok=True)
@@ -207,6 +214,7 @@ class Relay:
                  max_payload: int = 1_048_576, tick: float = 0.05) -> None:
         self.js, self.kv, self.local, self.node, self.lease, self.poll = js, kv, local, node, lease, poll
         self.max_payload, self.tick = max_payload, tick
+        self.said: set[str] = set()  # bucket entries already refused: said once, not every beat
         self.running: dict[str, asyncio.Task[None]] = {}
 
     async def publish_outbox(self) -> bool:
@@ -227,7 +235,37 @@ class Relay:
             entry = {"node": self.node, "worker": worker, "role": role, "updated": time.time(),
                      "fresh": fresh, "pending": pending}
             await self.kv.put(f"{self.node}.{worker}", json.dumps(entry).encode())
+        self.local.show(await self.fleet_view())
         return False
+
+    async def fleet_view(self) -> dict[str, Any]:
+        """Every host's workers as the bucket holds them: other hosts' bytes, each entry checked (one
+        that is not is said once and left out); its node and name are its key's (each host may write
+        only its own keys), never what it says."""
+        from nats.js.errors import KeyNotFoundError  # pylint: disable=import-outside-toplevel
+
+        prefix = f"$KV.{WORKERS}."
+        info = await self.js.stream_info(f"KV_{WORKERS}", subjects_filter=f"{prefix}>")
+        workers = []
+        for subject in sorted(info.state.subjects or {})[:MAX_VIEW]:
+            node, _dot, worker = subject[len(prefix):].partition(".")
+            try:
+                value = parse((await self.kv.get(f"{node}.{worker}")).value or b"", 16)
+                if not isinstance(value, dict):
+                    raise Refused("not a JSON object")
+                row = {"node": node, "worker": worker, **{key: value.get(key) for key in ("role", "fresh", "pending", "updated")}}
+                problems = schema.errors({"updated": 0, "workers": [row]}, schema.load("fleet-workers"))
+                if problems:
+                    raise Refused("; ".join(problems[:3]))
+            except KeyNotFoundError:
+                continue
+            except (ValueError, Refused, TypeError) as problem:
+                if subject not in self.said:
+                    self.said.add(subject)
+                    self.local.fleet.refuse(Path(f"nats:{subject}"), str(problem))
+                continue
+            workers.append(row)
+        return {"updated": time.time(), "workers": workers}
 
     async def take(self, subscription: Any, candidates: list[str]) -> bool:
         """One task from subscription while one of candidates is idle here; False when none was taken."""

@@ -63,7 +63,9 @@ async def apply(plan: dict[str, Any]) -> dict[str, list[str]]:
         try:
             await js.key_value(WORKERS)
         except Exception:  # noqa: BLE001 - nats-py raises its own BucketNotFoundError or NotFoundError by version
-            await js.create_key_value(KeyValueConfig(bucket=WORKERS, history=1, replicas=plan["replicas"], ttl=600))
+            # Bounded: every relay reads all of it every beat (a few thousand workers fit).
+            await js.create_key_value(KeyValueConfig(bucket=WORKERS, history=1, replicas=plan["replicas"], ttl=600,
+                                                     max_value_size=4096, max_bytes=1_048_576))
             changed.append(f"bucket {WORKERS}")
         # Each host's results: those of the tasks it sent (fleet.result.<runner>.<node>.<id>).
         for node in sorted(plan["nodes"]):

@@ -26,7 +26,7 @@ PROBE = "/opt/agentfleet-test/agentfleet_probe.py"
 AGENTS = ("orchestrator", "marie", "anga", "fabien", "monitor", "lea", "olga")
 # Every family the probe reports, and the agents that must have rows in it.
 FAMILIES = ("capabilities", "no_new_privs", "seccomp", "non_root", "no_setuid", "read_only_root", "noexec_tmp",
-            "proc_sys", "host_filesystem", "agent_files", "processes", "other_agents", "host", "internet",
+            "proc_sys", "host_filesystem", "agent_files", "processes", "other_agents", "host", "fleet", "internet",
             "metadata", "needed_services", "external_dns", "raw_sockets", "docker_api", "egress_proxy",
             "gateway_other_host", "api_key_hunt", "ollama")
 
@@ -155,6 +155,31 @@ def test_control_an_internal_network_without_inhibit_exposes_the_host(host: test
         "checks": ["network"], "unreachable": {"host": ["10.254.7.1:22", "10.254.7.1:9"]}, "reachable": [],
         "outside_names": []})
     assert not rows["host 10.254.7.1:9"]["ok"], rows  # refused: the host answered on the bridge address
+
+
+def test_control_the_hosts_network_reaches_the_fleets_nats_ports(host: testinfra.host.Host) -> None:
+    """The fleet family's control: the same probe in a container on the host's network reaches
+    NATS's ports on the host's address (refused: the host answers; connected while a listener waits)."""
+    address = host_address(host)
+    host.run_test(f"systemd-run --unit=agentfleet-test-nats-port python3 -c "
+                  f"{shlex.quote(LISTENER)} {address} 4222")
+    try:
+        time.sleep(1)
+        rows = weakened(host, f"{hardened()} --network host", {
+            "checks": ["network"], "unreachable": {"fleet": [f"{address}:4222", f"{address}:6222"]}, "reachable": [],
+            "outside_names": []})
+    finally:
+        host.run("systemctl stop agentfleet-test-nats-port")
+    assert (rows[f"fleet {address}:4222"]["ok"], rows[f"fleet {address}:4222"]["observed"]) == (False, "connected")
+    assert not rows[f"fleet {address}:6222"]["ok"], rows
+
+
+LISTENER = """
+import socket, sys
+server = socket.create_server((sys.argv[1], int(sys.argv[2])))
+while True:
+    server.accept()[0].close()
+"""
 
 
 def test_control_a_shared_network_reaches_the_other_agent(host: testinfra.host.Host) -> None:

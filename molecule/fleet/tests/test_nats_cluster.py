@@ -151,13 +151,15 @@ def test_the_fleets_streams_and_a_consumer_per_worker_and_role_are_made_from_the
             js = admin.jetstream(timeout=10)
             replicas = {name: (await js.stream_info(name)).config.num_replicas or 0
                         for name in ("AGENTFLEET_TASKS", "AGENTFLEET_RESULTS")}
+            bucket = (await js.stream_info("KV_agentfleet_workers")).config
+            replicas["bucket bytes"], replicas["bucket value"] = bucket.max_bytes or 0, bucket.max_msg_size or 0
             consumers = {info.name: info for info in await js.consumers_info("AGENTFLEET_TASKS")}
             results = {info.name for info in await js.consumers_info("AGENTFLEET_RESULTS")}
             return replicas, set(consumers), consumers["role-frontend"].config.ack_wait or 0.0, results
         finally:
             await admin.close()
     replicas, consumers, lease, results = asyncio.run(run())
-    assert replicas == {"AGENTFLEET_TASKS": 3, "AGENTFLEET_RESULTS": 3}
+    assert replicas == {"AGENTFLEET_TASKS": 3, "AGENTFLEET_RESULTS": 3, "bucket bytes": 1_048_576, "bucket value": 4096}
     # By hand, from the scenario's three models.
     assert consumers == {"worker-marie", "worker-anga", "worker-lea", "worker-bob", "worker-fabien", "worker-zoe",
                          "role-frontend", "role-backend", "role-devops"}

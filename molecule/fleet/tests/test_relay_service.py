@@ -118,6 +118,22 @@ def test_every_hosts_workers_are_in_the_fleets_bucket(host: testinfra.host.Host)
     assert keys == every and [key for key in keys if key.startswith(f"{node}.")] == mine
 
 
+@pytest.mark.usefixtures("workers")
+def test_agentctl_status_on_one_host_shows_every_hosts_workers() -> None:
+    """From the bucket, by way of alpha's relay: the workers running on beta and gamma are ready,
+    alpha's own (none running) are not."""
+    expected = {("agentfleet-fleet-beta", "lea", "frontend"), ("agentfleet-fleet-beta", "bob", "backend"),
+                ("agentfleet-fleet-gamma", "fabien", "devops"), ("agentfleet-fleet-gamma", "zoe", "frontend")}
+    deadline, ready = time.monotonic() + 30, set()
+    while ready != expected and time.monotonic() < deadline:
+        time.sleep(1)
+        table = agentctl("status").split("the fleet (every host's workers", 1)[-1].splitlines()[2:]
+        rows = [line.split() for line in table if line.strip()]
+        ready = {(cells[0], cells[1], cells[2]) for cells in rows if cells[3] == "ready"}
+    assert ready == expected, table
+    assert {(cells[0], cells[1]) for cells in rows} >= {("agentfleet-fleet-alpha", "marie"), ("agentfleet-fleet-alpha", "anga")}
+
+
 def fleet_results() -> list[dict[str, Any]]:
     """Every message of the results stream, with its subject, read by sequence (no consumer to set
     up, so a cluster still electing its consumer leaders answers all the same)."""

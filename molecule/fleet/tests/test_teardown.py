@@ -1,7 +1,7 @@
 """playbooks/remove.yml on one host of the fleet, the last test of the scenario (that host leaves
 the cluster): its relay and NATS server, their units, configuration, certificates, client and the
 relay's account are gone; the streams' storage (the fleet's data) stays; a second run changes
-nothing."""
+nothing; the two other hosts go on sending and running tasks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import testinfra.host
+from test_relay_service import agentctl, on, start_worker
 
 testinfra_hosts = ["ansible://agentfleet-fleet-gamma"]
 ROOT = Path(__file__).resolve().parents[3]
@@ -41,3 +42,13 @@ def test_remove_takes_the_relay_and_nats_off_a_host_keeping_the_fleets_data(host
     assert host.file("/var/lib/agentfleet/nats").is_directory  # the streams' storage: the fleet's data
     again, output = remove()
     assert again == 0, output[-3000:]
+
+
+def test_the_other_hosts_go_on_without_it() -> None:
+    """The streams had a replica on gamma: two of three are still a majority."""
+    start_worker("agentfleet-fleet-beta", "lea", "after-teardown-lea", "echo done {task_id}")
+    try:
+        output = agentctl("submit", "--to", "lea", "--wait", "90", "after gamma left")
+    finally:
+        on("agentfleet-fleet-beta").run("systemctl stop agentfleet-test-after-teardown-lea")
+    assert '"status": "ok"' in output, output
