@@ -72,6 +72,11 @@ def host_tree(root: Path, node: str) -> Local:
     return Local(Fleet(root / node, agents, interval=0.5), workers, root / f"{node}-state", os.getuid())
 
 
+def results_back(local: Local) -> list[Path]:
+    """The results the relay brought back into fleet/ (beside its copy of the fleet's workers)."""
+    return sorted(path for path in (local.fleet.root / "fleet").iterdir() if path.name != "_workers.json")
+
+
 def outbox(local: Local, ident: str, **target: str) -> None:
     task = {"id": ident, "prompt": f"say {ident}", "submitted": time.time()}
     (local.fleet.root / "outbox" / f"{ident}.json").write_text(json.dumps({**target, "task": task}))
@@ -132,7 +137,7 @@ def test_tasks_by_role_and_by_name_cross_hosts_and_each_completes_once(server: s
     processes = workers_for(root, "alpha", tmp_path) + workers_for(root, "beta", tmp_path)
     try:
         async def done() -> bool:
-            back = len(list((alpha.fleet.root / "fleet").iterdir())) + len(list((beta.fleet.root / "fleet").iterdir()))
+            back = len(results_back(alpha)) + len(results_back(beta))
             return back >= 14 and len(await results(server)) >= 14
         asyncio.run(run_relays(server, {"alpha": alpha, "beta": beta}, done))
     finally:
@@ -147,10 +152,10 @@ def test_tasks_by_role_and_by_name_cross_hosts_and_each_completes_once(server: s
     assert not list((alpha.fleet.root / "outbox").iterdir())
     # Each result came back to the host that sent its task, and only there; who ran it is the
     # node its result was published under.
-    back = {path.stem: json.loads(path.read_text()) for path in (alpha.fleet.root / "fleet").iterdir()}
+    back = {path.stem: json.loads(path.read_text()) for path in results_back(alpha)}
     assert sorted(back) == sorted([f"role-{index:02d}" for index in range(12)] + ["to-lea"])
     assert (back["to-lea"]["node"], back["to-lea"]["worker"], back["to-lea"]["result"]["status"]) == ("beta", "lea", "ok")
-    assert [path.name for path in (beta.fleet.root / "fleet").iterdir()] == ["to-anga.json"]
+    assert [path.name for path in results_back(beta)] == ["to-anga.json"]
     assert not list((alpha.state / "sent").iterdir())
 
 
@@ -256,7 +261,7 @@ def test_a_result_sent_back_is_stored_only_when_well_formed(server: str, tmp_pat
         refused = [ident for ident in sent if f"fleet.result.beta.alpha.{ident}" in "".join(said)]
         return (alpha.fleet.root / "fleet" / "good.json").exists() and len(refused) == 3
     asyncio.run(run_relays(server, {"alpha": alpha}, settled))
-    assert [path.name for path in (alpha.fleet.root / "fleet").iterdir()] == ["good.json"], said
+    assert [path.name for path in results_back(alpha)] == ["good.json"], said
     assert json.loads((alpha.fleet.root / "fleet" / "good.json").read_text())["worker"] == "lea"
     assert "\x1b" not in "".join(said)
 

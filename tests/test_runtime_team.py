@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,28 @@ def test_a_goal_without_a_project_gets_the_team_too(tree: Path) -> None:
     answer = fleet_of(tree).results("orchestrator")[0]
     output = str((fleet_of(tree).find(answer["id"]) or {})["output"])
     assert "names no project" in output and "- anga (backend): Builds services." in output
+    assert "other hosts" not in output  # a lone host: no fleet
+
+
+def test_a_goal_without_a_project_on_a_host_of_a_fleet_names_the_other_hosts_workers(tree: Path) -> None:
+    """From fleet/_workers.json (the relay's copy of the fleet's bucket): the other hosts' workers,
+    never this host's own twice, and nothing from a view out of its schema."""
+    (tree / "fleet").mkdir()
+    workers: list[dict[str, Any]] = [
+        {"node": "beta", "worker": "lea", "role": "frontend", "fresh": True, "pending": 0, "updated": time.time()},
+        {"node": "alpha", "worker": "marie", "role": "frontend", "fresh": True, "pending": 0, "updated": time.time()}]
+    (tree / "fleet" / "_workers.json").write_text(json.dumps({"updated": time.time(), "workers": workers}))
+    agentctl.submit(fleet_of(tree), "plan a party", "orchestrator")
+    worker(tree, "orchestrator", 'printf "%s" "$AGENTFLEET_ROLE_PROMPT"', dispatches=True, team=TEAM).run_once()
+    output = str((fleet_of(tree).find(fleet_of(tree).results("orchestrator")[0]["id"]) or {})["output"])
+    assert "- lea (frontend) on beta" in output and "agentctl submit --role ROLE" in output
+    assert "marie (frontend) on alpha" not in output
+    workers[0]["role"] = "\x1b[2J"
+    (tree / "fleet" / "_workers.json").write_text(json.dumps({"updated": time.time(), "workers": workers}))
+    agentctl.submit(fleet_of(tree), "plan another party", "orchestrator")
+    worker(tree, "orchestrator", 'printf "%s" "$AGENTFLEET_ROLE_PROMPT"', dispatches=True, team=TEAM).run_once()
+    outputs = [str((fleet_of(tree).find(item["id"]) or {})["output"]) for item in fleet_of(tree).results("orchestrator")]
+    assert sum("other hosts" in text for text in outputs) == 1 and not any("\x1b" in text for text in outputs)
 
 
 def test_a_goal_cannot_start_a_goal_and_plain_tasks_never_go_to_the_orchestrator(

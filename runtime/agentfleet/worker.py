@@ -16,6 +16,7 @@ from .backends import MAX_OUTPUT
 from .claims import Claim
 from .config import Config
 from .events import emit
+from .fleet import Fleet
 from .proposals import clone, propose
 from .tasks import read_task, task_id
 from .team import role_prompt
@@ -119,10 +120,16 @@ class Worker:
             emit(self.config.name, "completed", task=ident, status=status, reason=reason)
         self.heartbeat()
 
+    def fleet_workers(self) -> list[dict[str, Any]]:
+        """The workers of every host of a fleet, as this host's relay last copied them ([] on a lone host)."""
+        view = Fleet(self.config.root, {}).fleet_workers()
+        return list(view["workers"]) if view else []
+
     def execute(self, task: dict[str, Any]) -> tuple[str, str, str]:
         """Run the task; a project task runs in a checkout of its base and ends in a proposal."""
         if "project" not in task:
-            plan = role_prompt(self.config.name, task["id"], None, None, self.config.team) if self.config.dispatches else ""
+            plan = role_prompt(self.config.name, task["id"], None, None, self.config.team,
+                               self.fleet_workers()) if self.config.dispatches else ""
             return self.run_backend(task, self.config.workspace, plan)
         try:
             checkout = self.checkout(task)

@@ -124,11 +124,11 @@ def test_agentctl_status_on_one_host_shows_every_hosts_workers() -> None:
     alpha's own (none running) are not."""
     expected = {("agentfleet-fleet-beta", "lea", "frontend"), ("agentfleet-fleet-beta", "bob", "backend"),
                 ("agentfleet-fleet-gamma", "fabien", "devops"), ("agentfleet-fleet-gamma", "zoe", "frontend")}
-    deadline, ready = time.monotonic() + 30, set()
+    deadline, ready, rows, table = time.monotonic() + 30, set[tuple[str, str, str]](), [], ""
     while ready != expected and time.monotonic() < deadline:
         time.sleep(1)
-        table = agentctl("status").split("the fleet (every host's workers", 1)[-1].splitlines()[2:]
-        rows = [line.split() for line in table if line.strip()]
+        table = agentctl("status").split("the fleet (every host's workers", 1)[-1]
+        rows = [line.split() for line in table.splitlines()[2:] if line.strip()]
         ready = {(cells[0], cells[1], cells[2]) for cells in rows if cells[3] == "ready"}
     assert ready == expected, table
     assert {(cells[0], cells[1]) for cells in rows} >= {("agentfleet-fleet-alpha", "marie"), ("agentfleet-fleet-alpha", "anga")}
