@@ -42,7 +42,7 @@ def fleet_results(prefix: str) -> list[dict[str, float]]:
     """(submitted, started, finished) of every result back on alpha whose prompt starts with prefix."""
     script = f"""
 import json, pathlib
-for path in pathlib.Path({ROOT!r}, "fleet").glob("*.json"):
+for path in pathlib.Path({ROOT!r}, "fleet").glob("[!_]*.json"):  # not _workers.json
     result = json.loads(path.read_text())["result"]
     if result.get("task", {{}}).get("prompt", "").startswith({prefix!r}):
         print(json.dumps({{"submitted": result["task"]["submitted"], "started": result["started"],
