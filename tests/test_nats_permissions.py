@@ -84,12 +84,16 @@ async def setup_streams(port: int, tls: Path) -> None:
     await js.add_stream(StreamConfig(name=TASKS, subjects=["fleet.task.>"], retention=RetentionPolicy.WORK_QUEUE,
                                      duplicate_window=600.0))
     await js.add_stream(StreamConfig(name="AGENTFLEET_RESULTS", subjects=["fleet.result.>"], duplicate_window=600.0))
+    await js.add_stream(StreamConfig(name="AGENTFLEET_FILES", subjects=["fleet.file.>"], allow_direct=True))
     for name, subject in (("worker-marie", "fleet.task.worker.marie"), ("worker-anga", "fleet.task.worker.anga")):
         await js.add_consumer(TASKS, ConsumerConfig(durable_name=name, filter_subject=subject, ack_wait=30.0))
     for node in ("alpha", "beta"):
         await js.add_consumer("AGENTFLEET_RESULTS", ConsumerConfig(durable_name=f"results-{node}", ack_wait=30.0,
                                                                    filter_subject=f"fleet.result.*.{node}.>"))
     await admin.close()
+    beta = await connect(port, tls, "relay-beta", "beta")
+    await beta.jetstream().publish("fleet.file.beta.base.t1.index", b"{}")  # a file of beta's, for the others to read
+    await beta.close()
 
 
 def attempt(port: int, tls: Path, user: str, node: str, action: str) -> str:
@@ -104,6 +108,12 @@ def attempt(port: int, tls: Path, user: str, node: str, action: str) -> str:
                 await js.publish(f"fleet.result.{node}.beta.t1", b"{}")
             elif action == "other's result":
                 await js.publish(f"fleet.result.beta.{node}.t1", b"{}")
+            elif action == "own file":
+                await js.publish(f"fleet.file.{node}.bundle.t1.0", b"x")
+            elif action == "other's file":
+                await js.publish("fleet.file.beta.bundle.t1.0", b"x")
+            elif action == "read a file":
+                await js.get_msg("AGENTFLEET_FILES", subject="fleet.file.beta.base.t1.index", direct=True)
             elif action in ("results of own tasks", "results of other's tasks"):
                 results = "results-alpha" if action == "results of own tasks" else "results-beta"
                 await client.request(f"$JS.API.CONSUMER.MSG.NEXT.AGENTFLEET_RESULTS.{results}", b'{"batch":1,"no_wait":true}',
@@ -129,12 +139,13 @@ def attempt(port: int, tls: Path, user: str, node: str, action: str) -> str:
     return asyncio.run(run())
 
 
-@pytest.mark.parametrize("action", ["submit", "own result", "own worker's tasks", "results of own tasks"])
+@pytest.mark.parametrize("action", ["submit", "own result", "own worker's tasks", "results of own tasks", "own file",
+                                    "read a file"])
 def test_a_relay_does_what_the_protocol_needs(server: tuple[int, Path], action: str) -> None:
     assert attempt(*server, "relay-alpha", "alpha", action) == "ok"
 
 
-@pytest.mark.parametrize("action", ["other's result", "other's tasks", "purge", "delete", "new consumer",
+@pytest.mark.parametrize("action", ["other's result", "other's file", "other's tasks", "purge", "delete", "new consumer",
                                     "read other's replies", "results of other's tasks"])
 def test_a_relay_cannot_touch_another_hosts_subjects_or_the_streams(server: tuple[int, Path], action: str) -> None:
     answer = attempt(*server, "relay-alpha", "alpha", action)

@@ -20,6 +20,7 @@ import nats
 import pytest
 from agentfleet import agentctl
 from agentfleet.fleet import Fleet
+from agentfleet_files import FILES
 from agentfleet_relay import RESULTS, TASKS, WORKERS, Dispatcher, Local, Relay, load_settings
 from nats.js.api import ConsumerConfig, KeyValueConfig, RetentionPolicy, StreamConfig
 from nats_helpers import free_port, start_server
@@ -60,6 +61,7 @@ async def setup(url: str) -> None:
         await js.add_consumer(RESULTS, ConsumerConfig(durable_name=f"results-{node}", ack_wait=LEASE,
                                                       filter_subject=f"fleet.result.*.{node}.>"))
     await js.create_key_value(KeyValueConfig(bucket=WORKERS))
+    await js.add_stream(StreamConfig(name=FILES, subjects=["fleet.file.>"], duplicate_window=3600.0, allow_direct=True))
     await client.close()
 
 
@@ -73,8 +75,9 @@ def host_tree(root: Path, node: str) -> Local:
 
 
 def results_back(local: Local) -> list[Path]:
-    """The results the relay brought back into fleet/ (beside its copy of the fleet's workers)."""
-    return sorted(path for path in (local.fleet.root / "fleet").iterdir() if path.name != "_workers.json")
+    """The results the relay brought back into fleet/ (beside its copy of the fleet's workers and the tasks it sent)."""
+    return sorted(path for path in (local.fleet.root / "fleet").iterdir()
+                  if path.name != "_workers.json" and not path.name.endswith(".sent.json"))
 
 
 def outbox(local: Local, ident: str, **target: str) -> None:
@@ -209,7 +212,7 @@ def test_the_outbox_takes_only_the_dispatchers_well_formed_tasks(server: str, tm
     (box / "bad-task.json").write_text(json.dumps({"to": "lea", "task": {"id": "bad-task", "prompt": ""}}))
     (tmp_path / "elsewhere.json").write_text(json.dumps({"to": "lea", "task": {"id": "link", "prompt": "x"}}))
     (box / "link.json").symlink_to(tmp_path / "elsewhere.json")
-    taken = [document["task"]["id"] for _path, document in alpha.outbox()]
+    taken = [document["task"]["id"] for _path, document, _base in alpha.outbox()]
     assert taken == ["fine"]
     reasons = "\n".join(alpha.fleet.problems)
     for name, reason in (("both", "exactly one of to and role"), ("other-id", "the task's id does not match the file name"),
@@ -217,7 +220,7 @@ def test_the_outbox_takes_only_the_dispatchers_well_formed_tasks(server: str, tm
         assert f"{name}.json: {reason}" in reasons, reasons
     other = Local(alpha.fleet, alpha.roles, alpha.state, dispatcher_uid=os.getuid() + 1)
     outbox(other, "foreign", role="frontend")
-    assert [document for _path, document in other.outbox()] == []
+    assert [document for _path, document, _base in other.outbox()] == []
     assert "owned by uid" in alpha.fleet.problems[-1]
 
 

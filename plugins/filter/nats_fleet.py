@@ -11,6 +11,10 @@ The protocol the permissions allow, and nothing else:
                                                        de-duplicated); consumer results-<origin> pulled and
                                                        acknowledged by that host alone
   $KV.agentfleet_workers.<node>.<worker>               a host writes only its own workers' entries
+  fleet.file.<node>.<kind>.<task>.<part>               a host publishes only under its own node the files
+                                                       that go with a task (its base) or a result (its
+                                                       proposal); any host reads them by direct get
+                                                       (stream AGENTFLEET_FILES, kept for the duplicate window)
   _INBOX_<node>.>                                      a host's replies, read by that host alone
 Streams and consumers are made by the admin user, whose certificate only root on a fleet host holds.
 """
@@ -25,7 +29,7 @@ from typing import Any
 
 NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 SIZE = re.compile(r"^[1-9][0-9]*[KMGT]?$")
-TASKS, RESULTS, WORKERS = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_workers"
+TASKS, RESULTS, WORKERS, FILES = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_workers", "AGENTFLEET_FILES"
 # What no relay may ask of the JetStream API, whatever else it is allowed.
 DENIED = ["$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>",
           "$JS.API.STREAM.MSG.DELETE.>", "$JS.API.CONSUMER.DELETE.>", "$JS.API.CONSUMER.CREATE." + TASKS + ".>",
@@ -58,7 +62,7 @@ def nats_relay_permissions(node: str, workers: list[str], roles: list[str]) -> d
                f"$JS.API.CONSUMER.CREATE.{RESULTS}", f"$JS.API.CONSUMER.CREATE.{RESULTS}.>",
                f"$JS.API.CONSUMER.CREATE.KV_{WORKERS}", f"$JS.API.CONSUMER.CREATE.KV_{WORKERS}.>",
                f"$JS.API.DIRECT.GET.KV_{WORKERS}.>", f"$JS.API.STREAM.MSG.GET.KV_{WORKERS}",
-               f"$KV.{WORKERS}.{node}.>"]
+               f"$KV.{WORKERS}.{node}.>", f"fleet.file.{node}.>", f"$JS.API.DIRECT.GET.{FILES}.fleet.file.>"]
     for stream, consumer in [(TASKS, name) for name in consumers] + [(RESULTS, f"results-{node}")]:
         publish += [f"$JS.API.CONSUMER.INFO.{stream}.{consumer}", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
                     f"$JS.ACK.{stream}.{consumer}.>"]
@@ -156,9 +160,9 @@ def nats_input_errors(fleet: dict[str, dict[str, Any]], settings: dict[str, Any]
         if key in settings and (not str(settings[key]).isdigit() or int(settings[key]) < low):
             errors.append(f"nats_{key}: {settings[key]!r} must be a whole number of at least {low}")
     if SIZE.match(str(settings.get("store_max", ""))) and str(settings.get("stream_max_bytes", "")).isdigit():
-        if 2 * int(settings["stream_max_bytes"]) + 16 * 2**20 > size_bytes(str(settings["store_max"])):
-            errors.append(f"nats_stream_max_bytes: two streams of {settings['stream_max_bytes']} bytes and the workers' bucket"
-                          f" do not fit in nats_store_max {settings['store_max']}")
+        if 3 * int(settings["stream_max_bytes"]) + 16 * 2**20 > size_bytes(str(settings["store_max"])):
+            errors.append(f"nats_stream_max_bytes: three streams of {settings['stream_max_bytes']} bytes (tasks, results, files)"
+                          f" and the workers' bucket do not fit in nats_store_max {settings['store_max']}")
     if not str(settings.get("store_dir", "")).startswith("/"):
         errors.append(f"nats_store_dir: {settings.get('store_dir')!r} must be an absolute path")
     if not NODE.match(str(settings.get("cluster_name", ""))):
@@ -177,6 +181,8 @@ def nats_relay_settings(stack: dict[str, Any], settings: dict[str, Any]) -> dict
     given = {key: value for key, value in settings.items() if key not in ("address", "client_port")}
     return {**given, "url": f"tls://{url_host(str(settings['address']))}:{settings['client_port']}", "root": stack["root"],
             "roles": {agent["name"]: agent.get("role", "") for agent in agents if agent["kind"] == "worker"},
+            "projects": {agent["name"]: sorted(p["name"] for p in stack.get("projects", []) if agent["name"] in p["readers"])
+                         for agent in agents if agent["kind"] == "worker"},
             "agents": {agent["name"]: int(users[agent["account"]]["uid"]) for agent in agents},
             "dispatcher_uid": int(account["uid"]), "dispatcher_gid": int(account["gid"]),
             "dispatcher_groups": sorted({int(account["gid"])} | {gids[name] for name in account["groups"]})}

@@ -26,7 +26,7 @@ from .model_key import key_missing
 from .operate import cancel, show_logs
 from . import doctor, statuspage
 from .proposals import git, has_commit, trusting
-from .team import integrate, share_base
+from .team import bundle_base, integrate, share_base
 from .untrusted import NAME, Refused, printable
 
 DISPATCHER = os.environ.get("AGENTFLEET_DISPATCHER", "")
@@ -60,9 +60,12 @@ def new_task(prompt: str, extra: dict[str, Any]) -> dict[str, Any]:
     return task
 
 
-def submit_to_fleet(fleet: Fleet, prompt: str, target: dict[str, str]) -> tuple[str, str]:
+def submit_to_fleet(fleet: Fleet, prompt: str, target: dict[str, str],
+                    project: dict[str, str] | None = None) -> tuple[str, str]:
     """Into the outbox of a host of a fleet (agentfleet_nats): its relay sends the task to the worker
-    (to) or to any worker of the role, on any host; the result comes back into fleet/."""
+    (to) or to any worker of the role, on any host; the result comes back into fleet/. A project
+    task's base that the project's mirror lacks (a commit of the goal's checkout) goes with it as
+    a bundle (outbox/<id>.base.bundle) of the commits the mirrors do not have."""
     outbox = fleet.root / "outbox"
     if not is_real_dir(outbox):
         raise SystemExit(f"agentctl: --role and workers of other hosts need a fleet of hosts (agentfleet_nats); "
@@ -70,13 +73,52 @@ def submit_to_fleet(fleet: Fleet, prompt: str, target: dict[str, str]) -> tuple[
     (key, value), = target.items()
     if not NAME.match(value):
         raise SystemExit(f"agentctl: --{'to' if key == 'to' else 'role'} {printable(value)}: not a name")
-    task = new_task(prompt, {"goal": os.environ["AGENTFLEET_GOAL"]} if os.environ.get("AGENTFLEET_GOAL") else {})
+    if project:
+        check_fleet_project(fleet, key, value, project["project"])
+    goal = os.environ.get("AGENTFLEET_GOAL")
+    task = new_task(prompt, {**(project or {}), **({"goal": goal} if goal else {})})
     document = {key: value, "task": task}
     errors = schema.errors(document, schema.load("fleet-task"))
     if errors:
         raise SystemExit("agentctl: " + "; ".join(errors))
+    if goal and project and not mirror_has(fleet, project):
+        share_base_or_exit(fleet, project, task["id"])
+        scratch = outbox / f".{task['id']}.base.bundle"
+        try:
+            bundle_base(fleet.root / "integration" / project["project"], fleet.root / "projects" / project["project"],
+                        task["id"], scratch)
+        except Refused as problem:
+            raise SystemExit(f"agentctl: --base {project['base'][:12]}: cannot bundle it for the fleet: {problem}") from None
+        os.replace(scratch, outbox / f"{task['id']}.base.bundle")
     schema.write_atomic(outbox / f"{task['id']}.json", document, replace=False)
     return f"fleet:{value}", task["id"]
+
+
+def check_fleet_project(fleet: Fleet, key: str, value: str, project: str) -> None:
+    """A project task for the fleet goes to a worker that has the project, as the fleet's view says
+    (none yet, on a relay's first seconds: the task goes, and a worker without it says so)."""
+    view = fleet.fleet_workers()
+    if view is None:
+        return
+    fits = [row for row in view["workers"] if row["worker" if key == "to" else "role"] == value]
+    if fits and not any(project in row.get("projects", []) for row in fits):
+        raise SystemExit(f"agentctl: --project {printable(project)}: no worker {'named' if key == 'to' else 'of role'} "
+                         f"{printable(value)} in the fleet has it")
+
+
+def mirror_has(fleet: Fleet, project: dict[str, str]) -> bool:
+    mirror = fleet.root / "projects" / project["project"]
+    with trusting(mirror) as settings:
+        return has_commit(mirror, project["base"], settings)
+
+
+def share_base_or_exit(fleet: Fleet, project: dict[str, str], ident: str) -> None:
+    """The goal's base into the integration repository, where this host's workers fetch it."""
+    try:
+        share_base(fleet.root / "integration" / project["project"], caller_dir(), project["base"], ident)
+    except Refused as problem:
+        raise SystemExit(f"agentctl: --base {project['base'][:12]} is in neither the mirror nor this "
+                         f"checkout: {problem}") from None
 
 
 def submit(fleet: Fleet, prompt: str, worker: str | None, project: dict[str, str] | None = None) -> tuple[str, str]:
@@ -95,21 +137,14 @@ def submit(fleet: Fleet, prompt: str, worker: str | None, project: dict[str, str
             raise SystemExit("agentctl: no worker has a fresh heartbeat; name one with --to")
         worker = min(live, key=lambda name: (len(fleet.pending(name)) + (beats[name]["status"] == "busy"), name))
     inbox = fleet.root / "inbox" / worker
-    if NAME.match(worker) and not inbox.is_dir() and is_real_dir(fleet.root / "outbox") and project is None:
-        return submit_to_fleet(fleet, prompt, {"to": worker})  # a worker of another host of the fleet
+    if NAME.match(worker) and not inbox.is_dir() and is_real_dir(fleet.root / "outbox"):
+        return submit_to_fleet(fleet, prompt, {"to": worker}, project)  # a worker of another host of the fleet
     if not NAME.match(worker) or not inbox.is_dir():
         raise SystemExit(f"agentctl: --to {printable(worker)}: no such worker (no {printable(str(inbox))})")
     task = new_task(prompt, {**(project or {}), **({"goal": goal} if goal else {})})
     ident = task["id"]
-    if goal and project:
-        mirror = fleet.root / "projects" / project["project"]
-        with trusting(mirror) as settings:
-            if not has_commit(mirror, project["base"], settings):
-                try:
-                    share_base(fleet.root / "integration" / project["project"], caller_dir(), project["base"], ident)
-                except Refused as problem:
-                    raise SystemExit(f"agentctl: --base {project['base'][:12]} is in neither the mirror nor this "
-                                     f"checkout: {problem}") from None
+    if goal and project and not mirror_has(fleet, project):
+        share_base_or_exit(fleet, project, ident)
     schema.write_atomic(inbox / f"{ident}.json", task, replace=False)
     return worker, ident
 
@@ -295,10 +330,10 @@ def run_task_command(fleet: Fleet, args: argparse.Namespace) -> int:
     if args.command == "submit":
         if args.base is not None and args.project is None:
             raise SystemExit("agentctl: --base needs --project")
-        if args.role is not None and (args.to is not None or args.project is not None):
-            raise SystemExit("agentctl: --role takes neither --to nor --project (projects stay on their host)")
+        if args.role is not None and args.to is not None:
+            raise SystemExit("agentctl: --role and --to: name a worker or a role, not both")
         project = {"project": args.project, "base": resolve_base(fleet, args.project, args.base)} if args.project else None
-        worker, ident = (submit_to_fleet(fleet, args.prompt, {"role": args.role}) if args.role is not None
+        worker, ident = (submit_to_fleet(fleet, args.prompt, {"role": args.role}, project) if args.role is not None
                          else submit(fleet, args.prompt, args.to, project))
         print(f"{worker} {ident}")
         if args.wait is None:

@@ -176,11 +176,30 @@ class Fleet:
 
     def sent_task(self, worker: str, ident: str) -> dict[str, Any]:
         """Task ident as the dispatcher wrote it into worker's inbox (only the dispatcher writes
-        an inbox, by file modes): its project, base and goal, never the worker's copy in its result."""
-        task = read_document(self.root / "inbox" / worker / f"{ident}.json", "task", None)
-        if task["id"] != ident:
-            raise Refused(f"the task in {worker}'s inbox is not {ident}")
+        an inbox, by file modes): its project, base and goal, never the worker's copy in its result.
+        A task sent to another host of the fleet: as the relay kept it (fleet/<id>.sent.json)."""
+        if self.sent_to_fleet(worker, ident):
+            directory = self.root / "fleet"
+            sent = read_document(directory / f"{ident}.sent.json", "fleet-task", os.lstat(directory).st_uid)["task"]
+            if not isinstance(sent, dict):
+                raise Refused(f"the task sent to {worker} is not an object")
+            task = dict(sent)
+        else:
+            task = read_document(self.root / "inbox" / worker / f"{ident}.json", "task", None)
+        if task.get("id") != ident:
+            raise Refused(f"the task sent to {worker} is not {ident}")
         return task
+
+    def sent_to_fleet(self, worker: str, ident: str) -> bool:
+        """Whether task ident went to another host (no inbox here holds it)."""
+        return not os.path.lexists(self.root / "inbox" / worker / f"{ident}.json") and is_real_dir(self.root / "fleet")
+
+    def proposal_place(self, worker: str, ident: str) -> tuple[Path, int]:
+        """Where the proposal of task ident lies and whose its files must be: the worker's results
+        directory, or fleet/ (the dispatcher's) for a task another host ran, as its relay brought it."""
+        if self.sent_to_fleet(worker, ident):
+            return self.root / "fleet", os.lstat(self.root / "fleet").st_uid
+        return self.root / "results" / worker, self.agents[worker]
 
     def dispatcher_of(self, ident: str) -> str | None:
         """The agent whose inbox holds task ident (its result can only come from there)."""

@@ -87,7 +87,8 @@ def proposal_of(fleet: Fleet, ident: str) -> tuple[str, dict[str, Any], dict[str
     task = fleet.sent_task(worker, ident)
     if "proposal" not in found or "base" not in task:
         raise Refused(f"{ident} has no proposal (status {found['status']})")
-    manifest = read_document(fleet.root / "results" / worker / f"{ident}.proposal.json", "proposal", fleet.agents[worker])
+    directory, owner = fleet.proposal_place(worker, ident)
+    manifest = read_document(directory / f"{ident}.proposal.json", "proposal", owner)
     if (manifest["id"], manifest["worker"], manifest["base"]) != (ident, worker, task["base"]):
         raise Refused(f"the manifest of {ident} names another task, worker or base")
     return worker, found, manifest, task
@@ -96,8 +97,8 @@ def proposal_of(fleet: Fleet, ident: str) -> tuple[str, dict[str, Any], dict[str
 def import_checked(fleet: Fleet, worker: str, manifest: dict[str, Any], repo: Path) -> str:
     """Import the proposal the manifest describes into repo; its head, which must be the manifest's."""
     ident = manifest["id"]
-    head = import_proposal(fleet.root / "results" / worker / f"{ident}.bundle", fleet.agents[worker], repo, worker,
-                           ident, manifest["base"])
+    directory, owner = fleet.proposal_place(worker, ident)
+    head = import_proposal(directory / f"{ident}.bundle", owner, repo, worker, ident, manifest["base"])
     if head != manifest["head"]:
         raise Refused(f"the bundle's head {head[:12]} is not the manifest's {manifest['head'][:12]}")
     return head

@@ -63,12 +63,13 @@ def trusting(*repositories: Path) -> Iterator[Path]:
         yield Path(settings.name)
 
 
-def clone(mirror: Path, target: Path, branch: str, base: str, shared: tuple[Path, str] | None = None) -> None:
+def clone(mirror: Path, target: Path, branch: str, base: str, shared: tuple[tuple[Path, str], ...] = ()) -> None:
     """target on a new branch at base, cleaned of everything else: a clone of a mirror another
     account owns (the host's, mounted read-only) made once, then moved from task to task, which
-    rewrites only the files that differ. A base the mirror lacks is fetched from shared (the
-    integration repository and its ref). A target already on branch (a retried task) is kept."""
-    with trusting(mirror, *([shared[0]] if shared else [])) as settings:
+    rewrites only the files that differ. A base the mirror lacks is fetched from the first of shared
+    (a repository or a bundle, and its ref) that exists: the integration repository, then the bundle
+    a task from another host of the fleet came with. A target already on branch (a retried task) is kept."""
+    with trusting(mirror, *(source for source, _ref in shared)) as settings:
         if not (target / ".git").is_dir():
             git(target.parent, "clone", "--quiet", "--no-checkout", str(mirror), target.name, settings=settings)
         elif git(target, "symbolic-ref", "--quiet", "HEAD").strip() == f"refs/heads/{branch}":
@@ -76,9 +77,9 @@ def clone(mirror: Path, target: Path, branch: str, base: str, shared: tuple[Path
         if not has_commit(target, base):
             git(target, "fetch", "--quiet", "--no-tags", str(mirror), "+refs/heads/*:refs/remotes/origin/*",
                 settings=settings)
-        if shared and not has_commit(target, base) and (shared[0] / "HEAD").exists():
-            git(target, "fetch", "--quiet", "--no-tags", str(shared[0]), f"+{shared[1]}:refs/agentfleet/base",
-                settings=settings)
+        for source, ref in shared:
+            if not has_commit(target, base) and ((source / "HEAD").exists() or source.is_file()):
+                git(target, "fetch", "--quiet", "--no-tags", str(source), f"+{ref}:refs/agentfleet/base", settings=settings)
     git(target, "checkout", "--quiet", "--force", "-B", branch, base)
     git(target, "clean", "--quiet", "-ffdx")
 

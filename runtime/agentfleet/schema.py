@@ -102,12 +102,17 @@ def _short(value: Any) -> str:
 
 def write_atomic(path: Path, document: dict[str, Any], replace: bool = True) -> bool:
     """Write JSON so readers see the old file or the whole new one; False when replace=False and it exists."""
+    return write_bytes_atomic(path, json.dumps(document, sort_keys=True).encode(), replace)
+
+
+def write_bytes_atomic(path: Path, data: bytes, replace: bool = True) -> bool:
+    """Write data so readers see the old file or the whole new one; False when replace=False and it exists."""
     fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         # mkstemp makes 0600; who else may read is the directory's business (the access matrix).
         os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, sort_keys=True)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         if replace:

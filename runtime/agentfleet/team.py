@@ -14,7 +14,7 @@ from typing import Any
 
 from .fleet import Fleet
 from .goals import import_checked, proposal_of
-from .proposals import git
+from .proposals import git, has_commit, trusting
 from .untrusted import ID, Refused, printable
 
 PROMPT = """You are {name}, the orchestrator of an agentfleet team. You do not write the code yourself:
@@ -27,7 +27,7 @@ before it reaches the project.
 
 The team (agentctl submit --to NAME):
 {team}
-
+{fleet}
 Your tools, run with Bash in this directory:
 - agentctl submit --to WORKER --project {project} --base "$(git rev-parse HEAD)" "TASK": delegate one
   part; prints the worker and the task id. The worker gets a checkout of that commit and
@@ -63,18 +63,28 @@ shows which are ready):
 """
 
 
+FLEET_PROJECT = """
+Workers of the project on the fleet's other hosts (the same `agentctl submit --to NAME --project ...`
+reaches them, with your base; `--role ROLE` any free one of that role; their proposals come back
+here for agentctl diff and integrate as any other):
+{workers}
+"""
+
+
 def role_prompt(name: str, goal: str, project: str | None, base: str | None, team: list[dict[str, Any]],
                 fleet: list[dict[str, Any]] | None = None) -> str:
-    """The orchestrator's system prompt for one goal: its team and tools, from the model; for a goal
-    without a project, the fleet's other workers too (fleet: the entries of Fleet.fleet_workers)."""
+    """The orchestrator's system prompt for one goal: its team and tools, from the model, and the
+    fleet's other workers (fleet: the entries of Fleet.fleet_workers; for a project goal, those
+    that have the project)."""
     members = "\n".join(f"- {m['name']} ({m.get('role') or 'worker'}): {m.get('description') or 'no description'}"
                         f"; projects: {', '.join(m.get('projects', [])) or 'none'}" for m in team) or "- (no workers)"
+    here = {str(m["name"]) for m in team}
+    others = "\n".join(f"- {w['worker']} ({w['role'] or 'worker'}) on {w['node']}" for w in fleet or []
+                       if w["worker"] not in here and (project is None or project in w.get("projects", [])))
     if project is None:
-        here = {str(m["name"]) for m in team}
-        others = "\n".join(f"- {w['worker']} ({w['role'] or 'worker'}) on {w['node']}"
-                           for w in fleet or [] if w["worker"] not in here)
         return NO_PROJECT.format(name=name, goal=goal, team=members, fleet=FLEET.format(workers=others) if others else "")
-    return PROMPT.format(name=name, goal=goal, project=project, base=base, team=members)
+    return PROMPT.format(name=name, goal=goal, project=project, base=base, team=members,
+                         fleet=FLEET_PROJECT.format(workers=others) if others else "")
 
 
 def share_base(integration: Path, repo: Path, base: str, ident: str) -> None:
@@ -85,6 +95,16 @@ def share_base(integration: Path, repo: Path, base: str, ident: str) -> None:
     if not (integration / "HEAD").exists():
         git(integration, "init", "--quiet", "--bare")
     git(repo, "push", "--quiet", str(integration), f"{base}:refs/heads/task/{ident}")
+
+
+def bundle_base(integration: Path, mirror: Path, ident: str, out: Path) -> None:
+    """refs/heads/task/<ident> of the integration repository (share_base put it there) as a bundle at
+    out, for the fleet's other hosts: without the commits of the mirror's branches, which every
+    host's mirror of the project has (a host whose mirror is older says which commits it lacks)."""
+    with trusting(integration, mirror) as settings:
+        heads = git(mirror, "for-each-ref", "--format=%(objectname)", "refs/heads", settings=settings).split()
+        known = [f"^{commit}" for commit in heads if has_commit(integration, commit, settings)]
+        git(integration, "bundle", "create", "--quiet", str(out), f"refs/heads/task/{ident}", *known, settings=settings)
 
 
 def integrate(fleet: Fleet, repo: Path, ident: str, me: str) -> str:

@@ -27,6 +27,7 @@ from .watch import Watcher
 HANDBACK = "handback"
 CANCEL = ".cancel"  # inbox/<id>.cancel: the dispatcher's word that a task must stop (agentctl cancel)
 CANCEL_POLL = 0.5
+BASE_BUNDLE = ".base.bundle"  # inbox/<id>.base.bundle: the base a task from another host of the fleet came with
 MAX_STDERR = 8_192
 
 
@@ -50,7 +51,7 @@ class Worker:
         with os.scandir(self.config.inbox) as entries:
             for entry in entries:
                 path = Path(entry.path)
-                if entry.name.startswith(".") or entry.name.endswith(CANCEL) \
+                if entry.name.startswith(".") or entry.name.endswith((CANCEL, BASE_BUNDLE)) \
                         or (self.config.results / f"{task_id(path)}.json").exists():
                     continue
                 try:
@@ -137,7 +138,8 @@ class Worker:
             return "rejected", "", f"project {task['project']}: {problem}"
         prompt = ""
         if self.config.dispatches:  # the task is a goal: the orchestrator plans and integrates it here
-            prompt = role_prompt(self.config.name, task["id"], task["project"], task["base"], self.config.team)
+            prompt = role_prompt(self.config.name, task["id"], task["project"], task["base"], self.config.team,
+                                 self.fleet_workers())
         outcome = self.run_backend(task, checkout, prompt)
         if outcome[0] != HANDBACK:
             try:
@@ -154,7 +156,8 @@ class Worker:
             raise Refused(f"not one of this worker's projects {sorted(self.config.projects)}")
         target: Path = self.config.workspace / "projects" / str(task["project"])
         target.parent.mkdir(exist_ok=True)
-        shared = (self.config.integration(task["project"]), f"refs/heads/task/{task['id']}")
+        ref = f"refs/heads/task/{task['id']}"
+        shared = ((self.config.integration(task["project"]), ref), (self.config.inbox / f"{task['id']}{BASE_BUNDLE}", ref))
         clone(mirror, target, f"agentfleet/{task['id']}", task["base"], shared)
         return target
 

@@ -2,17 +2,22 @@
 
 Agents never talk to NATS: the relay is the host's only client. It
 - publishes the tasks the dispatcher put in its outbox (outbox/<id>.json, {"to": worker} or
-  {"role": role}) to fleet.task.worker.<name> / fleet.task.role.<role>, de-duplicated by task id;
+  {"role": role}) to fleet.task.worker.<name> / fleet.task.role.<role>, de-duplicated by task id,
+  with the task's base (outbox/<id>.base.bundle, commits the other hosts' mirrors lack) sent first,
+  and keeps the task as sent (fleet/<id>.sent.json);
 - pulls a task from its workers' consumers and its roles' consumers only while a worker of that
-  name or role here is idle, and writes it into that worker's inbox (as the inboxes' owner);
+  name or role here is idle (for a project task, one with that project), and writes it into that
+  worker's inbox (as the inboxes' owner), its base bundle beside it (inbox/<worker>/<id>.base.bundle);
 - holds the task's lease while the worker runs it (in-progress acknowledgements), publishes the
-  result under fleet.result.<node>.<id> with the task id as message id, and acknowledges the task
+  result (with its proposal's manifest and bundle sent first) under fleet.result.<node>.<origin>.<id>
+  with the task id as message id, and acknowledges the task
   only once its result exists; a result the stream already has (another host finished the task
   after this one lost its lease) is recorded as a duplicate attempt, not a second completion;
 - keeps the ids it delivered (state/delivered/<id>), so after a restart it finishes what it took;
 - writes its workers' heartbeats into the fleet's key-value bucket;
 - takes the results of the tasks it sent (subject fleet.result.<runner>.<this node>.<id>, its own
-  consumer results-<node>) into the dispatcher's <root>/fleet/<id>.json, where agentctl finds them.
+  consumer results-<node>) into the dispatcher's <root>/fleet/<id>.json, where agentctl finds them,
+  and a proposal's manifest and bundle beside it (fleet/<id>.proposal.json, fleet/<id>.bundle).
 Everything read from the tree is agent-written: read by the runtime's checked readers only.
 """
 
@@ -36,13 +41,16 @@ from typing import Any
 
 from agentfleet import schema
 from agentfleet.fleet import VIEW, Fleet, is_real_dir
-from agentfleet.untrusted import ID, MAX_ITEMS, NAME, Refused, names, parse, read_document
+from agentfleet.proposals import Caps
+from agentfleet.untrusted import ID, MAX_BYTES, MAX_ITEMS, NAME, Refused, names, parse, read_bytes, read_document
+from agentfleet_files import FileRefused, get_file, put_file
 
 TASKS, RESULTS, WORKERS = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_workers"
 MAX_OUTBOX = 64
 MAX_VIEW = 1024  # workers of the whole fleet shown in agentctl status
 ORIGIN = "Agentfleet-Origin"  # the node that sent a task: where its result goes back to
 NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+BUNDLE_BYTES = Caps().bundle_bytes  # a base or a proposal's bundle, as a proposal's importer takes it
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,7 @@ class Local:
     duplicates: list[str] = field(default_factory=list)
     dispatcher: Dispatcher | None = None
     beats_read: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})
+    projects: dict[str, list[str]] = field(default_factory=dict)  # worker -> the projects it may check out
 
     def tree(self) -> contextlib.AbstractContextManager[None]:
         """Where the relay reads and writes the tree: as its dispatcher (when it is someone else)."""
@@ -119,13 +128,17 @@ class Local:
             self.beats_read = (time.monotonic(), self.fleet.heartbeats())
         return self.beats_read[1]
 
-    def deliver(self, worker: str, task: dict[str, Any], origin: str = "unknown") -> None:
-        """Into worker's inbox; a task already there (a redelivery after a restart) is left as it is."""
+    def deliver(self, worker: str, task: dict[str, Any], origin: str = "unknown", base: bytes | None = None) -> None:
+        """Into worker's inbox, its base bundle first; a task already there (a redelivery after a restart)
+        is left as it is."""
         problems = schema.errors(task, schema.load("task"))
         if problems:
             raise Refused("; ".join(problems))
         with self.tree():
-            schema.write_atomic(self.fleet.root / "inbox" / worker / f"{task['id']}.json", task, replace=False)
+            inbox = self.fleet.root / "inbox" / worker
+            if base is not None:
+                schema.write_bytes_atomic(inbox / f"{task['id']}.base.bundle", base, replace=False)
+            schema.write_atomic(inbox / f"{task['id']}.json", task, replace=False)
         self.mark("delivered", str(task["id"]), f"{worker} {origin}")
 
     def mark(self, kind: str, ident: str, text: str = "") -> None:
@@ -143,9 +156,12 @@ class Local:
     def was_sent(self, ident: str) -> bool:
         return bool(ID.match(ident)) and (self.state / "sent" / ident).is_file()
 
-    def received(self, ident: str, document: dict[str, Any]) -> None:
-        """A result of a task this host sent, for agentctl: written as the dispatcher, once."""
+    def received(self, ident: str, document: dict[str, Any], files: dict[str, bytes] | None = None) -> None:
+        """A result of a task this host sent, for agentctl: written as the dispatcher, once, after
+        its proposal's files (name in fleet/ -> bytes), so whoever sees the result finds them."""
         with self.tree():
+            for name, data in sorted((files or {}).items()):
+                schema.write_bytes_atomic(self.fleet.root / "fleet" / name, data)
             schema.write_atomic(self.fleet.root / "fleet" / f"{ident}.json", document, replace=False)
         (self.state / "sent" / ident).unlink(missing_ok=True)
 
@@ -158,6 +174,14 @@ class Local:
                 return None
             return self.fleet.result(worker, f"{ident}.json")
 
+    def proposal(self, worker: str, ident: str) -> tuple[bytes, bytes | None]:
+        """The manifest and bundle (None when it made no commit) worker wrote for ident: its files only."""
+        owner, results = self.fleet.agents[worker], self.fleet.root / "results" / worker
+        with self.tree():
+            manifest = read_bytes(results / f"{ident}.proposal.json", owner, MAX_BYTES["proposal"])
+            bundle = results / f"{ident}.bundle"
+            return manifest, read_bytes(bundle, owner, BUNDLE_BYTES) if os.path.lexists(bundle) else None
+
     def beats(self) -> dict[str, tuple[bool, int]]:
         """Each local worker's (fresh heartbeat, tasks pending)."""
         with self.tree():
@@ -165,9 +189,21 @@ class Local:
             return {worker: (worker in beats and not self.fleet.is_stale(beats[worker]), len(self.fleet.pending(worker)))
                     for worker in self.roles}
 
-    def outbox(self) -> list[tuple[Path, dict[str, Any]]]:
+    def outbox(self) -> list[tuple[Path, dict[str, Any], bytes | None]]:
+        """Each task to send, with its base bundle when the dispatcher left one."""
         with self.tree():
-            return self._outbox()
+            found = []
+            for path, document in self._outbox():
+                bundle = path.with_name(f"{document['task']['id']}.base.bundle")
+                try:
+                    base = read_bytes(bundle, self.dispatcher_uid, BUNDLE_BYTES) if os.path.lexists(bundle) else None
+                except Refused as problem:
+                    self.fleet.refuse(bundle, str(problem))
+                    path.unlink(missing_ok=True)
+                    bundle.unlink(missing_ok=True)
+                    continue
+                found.append((path, document, base))
+            return found
 
     def show(self, view: dict[str, Any]) -> None:
         """The fleet's workers for agentctl status, as the dispatcher (fleet/ is its)."""
@@ -176,7 +212,12 @@ class Local:
                 schema.write_atomic(self.fleet.root / "fleet" / VIEW, view, replace=True)
 
     def sent(self, path: Path) -> None:
+        """Out of the outbox: the task into fleet/<id>.sent.json (what was sent, for its proposal's
+        import), its base bundle gone."""
         with self.tree():
+            path.with_name(f"{path.stem}.base.bundle").unlink(missing_ok=True)
+            if is_real_dir(self.fleet.root / "fleet"):
+                os.replace(path, self.fleet.root / "fleet" / f"{path.stem}.sent.json")
             path.unlink(missing_ok=True)
 
     def _outbox(self) -> list[tuple[Path, dict[str, Any]]]:
@@ -187,7 +228,7 @@ class Local:
         for name in names(directory, self.fleet.problems)[:MAX_OUTBOX]:
             path = directory / name
             if name.startswith(".") or not name.endswith(".json"):
-                continue
+                continue  # a base bundle, read with its task
             try:
                 document = read_document(path, "fleet-task", self.dispatcher_uid)
                 problems = schema.errors(document["task"], schema.load("task"), "task")
@@ -199,6 +240,7 @@ class Local:
             except Refused as problem:
                 self.fleet.refuse(path, str(problem))
                 path.unlink(missing_ok=True)
+                path.with_name(f"{path.stem}.base.bundle").unlink(missing_ok=True)
         return found
 
 
@@ -219,9 +261,11 @@ class Relay:
 
     async def publish_outbox(self) -> bool:
         sent = 0
-        for path, document in self.local.outbox():
+        for path, document, base in self.local.outbox():
             task = document["task"]
             self.local.mark("sent", task["id"])
+            if base is not None:
+                await put_file(self.js, self.node, "base", task["id"], base)
             await self.js.publish(task_subject(document), json.dumps(task).encode(),
                                   headers={"Nats-Msg-Id": task["id"], ORIGIN: self.node})
             self.local.sent(path)
@@ -233,7 +277,7 @@ class Relay:
         for worker, role in sorted(self.local.roles.items()):
             fresh, pending = beats[worker]
             entry = {"node": self.node, "worker": worker, "role": role, "updated": time.time(),
-                     "fresh": fresh, "pending": pending}
+                     "fresh": fresh, "pending": pending, "projects": sorted(self.local.projects.get(worker, []))}
             await self.kv.put(f"{self.node}.{worker}", json.dumps(entry).encode())
         self.local.show(await self.fleet_view())
         return False
@@ -250,10 +294,11 @@ class Relay:
         for subject in sorted(info.state.subjects or {})[:MAX_VIEW]:
             node, _dot, worker = subject[len(prefix):].partition(".")
             try:
-                value = parse((await self.kv.get(f"{node}.{worker}")).value or b"", 16)
+                value = parse((await self.kv.get(f"{node}.{worker}")).value or b"", 80)  # 64 projects at most
                 if not isinstance(value, dict):
                     raise Refused("not a JSON object")
-                row = {"node": node, "worker": worker, **{key: value.get(key) for key in ("role", "fresh", "pending", "updated")}}
+                row = {"node": node, "worker": worker, **{key: value.get(key) for key in ("role", "fresh", "pending", "updated")},
+                       "projects": value.get("projects", [])}
                 problems = schema.errors({"updated": 0, "workers": [row]}, schema.load("fleet-workers"))
                 if problems:
                     raise Refused("; ".join(problems[:3]))
@@ -267,8 +312,10 @@ class Relay:
             workers.append(row)
         return {"updated": time.time(), "workers": workers}
 
-    async def take(self, subscription: Any, candidates: list[str]) -> bool:
-        """One task from subscription while one of candidates is idle here; False when none was taken."""
+    async def take(self, subscription: Any, candidates: list[str], by_role: bool = False) -> bool:
+        """One task from subscription while one of candidates is idle here; False when none was taken.
+        A role's project task goes only to a worker with that project (else back to the fleet);
+        a task for one worker goes to it whatever it holds (its result says what it lacks)."""
         if not self.idle_here(candidates):
             return False
         try:
@@ -280,20 +327,38 @@ class Relay:
             origin = origin if NODE.match(origin) else "unknown"
             try:
                 task = parse(message.data, MAX_ITEMS["task"])  # another host's bytes: shape-capped
+                if not isinstance(task, dict):
+                    raise Refused("not a JSON object")
                 # A redelivery of a task a worker here already holds (a restart lost its lease) stays with it.
-                held = self.local.delivered().get(str(task["id"])) if isinstance(task, dict) else None
+                held = self.local.delivered().get(str(task.get("id")))
                 idle = [held[0]] if held else self.idle_here(candidates)  # another consumer may have fed it
+                if by_role and not held and "project" in task:
+                    idle = [name for name in idle if task["project"] in self.local.projects.get(name, [])]
                 if not idle:
-                    await message.nak()  # back to the fleet at once, for a worker that is idle
+                    # Back to the fleet, for a worker that is idle: at once, or a second later for a
+                    # project no worker here has (no host then takes it over and over).
+                    await message.nak(delay=1.0 if by_role and "project" in task else None)
                     continue
+                base = None if held else await self.base_of(task, origin)  # a timeout here: redelivered
                 if not held:
-                    self.local.deliver(idle[0], task, origin)
-            except (ValueError, Refused, TypeError, KeyError, OSError) as problem:
+                    self.local.deliver(idle[0], task, origin, base)
+            except (ValueError, Refused, TypeError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError) as problem:
                 self.local.fleet.refuse(Path(f"nats:{message.subject}"), str(problem))
                 await message.term()  # a task no worker can run is never redelivered
                 continue
             self.track(message, idle[0], str(task["id"]), origin)
         return bool(messages)
+
+    async def base_of(self, task: dict[str, Any], origin: str) -> bytes | None:
+        """The base bundle the task's origin sent with it, if any (a base its mirror has needs none);
+        one that does not match its index is said and left out (the worker then says what it lacks)."""
+        if "base" not in task or origin == "unknown":
+            return None
+        try:
+            return await get_file(self.js, origin, "base", str(task["id"]), BUNDLE_BYTES)
+        except FileRefused as problem:
+            self.local.fleet.refuse(Path(f"nats:fleet.file.{origin}.base.{task['id']}"), str(problem))
+            return None
 
     def idle_here(self, candidates: list[str]) -> list[str]:
         return self.local.idle([name for name in candidates if name not in self.busy_workers()])
@@ -340,6 +405,16 @@ class Relay:
         self.running.pop(ident, None)
 
     async def publish_result(self, worker: str, ident: str, result: dict[str, Any], origin: str) -> None:
+        if "proposal" in result:  # its files first: the origin that reads the result finds them
+            try:
+                manifest, bundle = self.local.proposal(worker, ident)
+            except Refused as problem:
+                self.local.fleet.refuse(Path(f"results/{worker}/{ident}.proposal.json"), str(problem))
+                result = {key: value for key, value in result.items() if key != "proposal"}
+            else:
+                await put_file(self.js, self.node, "manifest", ident, manifest)
+                if bundle is not None:
+                    await put_file(self.js, self.node, "bundle", ident, bundle)
         payload = json.dumps({"node": self.node, "worker": worker, "result": result}).encode()
         if len(payload) > self.max_payload - 4096:  # the rest stays on this host, where the fleet can fetch it
             kept = f"(output of {len(payload)} bytes, over the fleet's message size: kept on {self.node} in results/{worker}/{ident}.json)"
@@ -361,14 +436,14 @@ class Relay:
             if ident not in self.running:
                 self.running[ident] = asyncio.get_running_loop().create_task(self.follow(None, worker, ident, origin))
 
-    async def consumers(self) -> list[tuple[Any, list[str]]]:
+    async def consumers(self) -> list[tuple[Any, list[str], bool]]:
         """A pull subscription per local worker and per local role, with the workers it may feed."""
         subscriptions = []
         for worker in sorted(self.local.roles):
-            subscriptions.append((await self.js.pull_subscribe_bind(f"worker-{worker}", stream=TASKS), [worker]))
+            subscriptions.append((await self.js.pull_subscribe_bind(f"worker-{worker}", stream=TASKS), [worker], False))
         for role in sorted(set(self.local.roles.values()) - {""}):
             workers = sorted(name for name, own in self.local.roles.items() if own == role)
-            subscriptions.append((await self.js.pull_subscribe_bind(f"role-{role}", stream=TASKS), workers))
+            subscriptions.append((await self.js.pull_subscribe_bind(f"role-{role}", stream=TASKS), workers, True))
         return subscriptions
 
     async def collect(self, subscription: Any) -> bool:
@@ -391,8 +466,8 @@ class Relay:
                     if not isinstance(document.get("worker"), str) or not NAME.match(document["worker"]):
                         raise Refused("the worker is not a name")
                     # Who ran it is the subject's node (each host publishes only under its own).
-                    self.local.received(ident, {"node": runner, "worker": document["worker"],
-                                                "result": document["result"]})
+                    result, files = await self.proposal_files(runner, ident, document["result"], document["worker"])
+                    self.local.received(ident, {"node": runner, "worker": document["worker"], "result": result}, files)
             except OSError as problem:  # not stored: redelivered after its ack wait, tried again
                 self.local.fleet.refuse(Path(f"nats:{message.subject}"), str(problem))
                 continue
@@ -401,14 +476,36 @@ class Relay:
             await message.ack()
         return bool(messages)
 
+    async def proposal_files(self, runner: str, ident: str, result: dict[str, Any],
+                             worker: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """A result's proposal as runner sent it: the manifest (checked: this task, this worker) and
+        its bundle, by their names in fleet/. One that is missing or out of shape is said, and the
+        result is kept without its proposal (nothing to integrate)."""
+        if "proposal" not in result:
+            return result, {}
+        try:
+            raw = await get_file(self.js, runner, "manifest", ident, MAX_BYTES["proposal"])
+            manifest = parse(raw or b"", MAX_ITEMS["proposal"])
+            problems = schema.errors(manifest, schema.load("proposal")) if isinstance(manifest, dict) else ["not an object"]
+            if problems or (manifest["id"], manifest["worker"]) != (ident, worker):
+                raise FileRefused("; ".join(problems[:3]) or "the manifest names another task or worker")
+            bundle = await get_file(self.js, runner, "bundle", ident, BUNDLE_BYTES)
+            if bundle is None and manifest["commits"]:
+                raise FileRefused("commits without a bundle")
+        except (FileRefused, ValueError, Refused) as problem:
+            self.local.fleet.refuse(Path(f"nats:fleet.file.{runner}.manifest.{ident}"), str(problem))
+            return {key: value for key, value in result.items() if key != "proposal"}, {}
+        files = {f"{ident}.proposal.json": json.dumps(manifest, sort_keys=True).encode()}
+        return {**result, "proposal": f"{ident}.proposal.json"}, files | ({f"{ident}.bundle": bundle} if bundle else {})
+
     async def run(self, stop: asyncio.Event, beat_every: float = 2.0, window: float = 86400.0) -> None:
         self.resume()
         self.forget_published(window)
         results = await self.js.pull_subscribe_bind(f"results-{self.node}", stream=RESULTS)
         steps: list[tuple[Callable[[], Awaitable[bool]], float]] = [
             (self.publish_outbox, self.tick), (self.heartbeat, beat_every), (lambda: self.collect(results), self.tick)]
-        steps += [(functools.partial(self.take, subscription, workers), self.tick)
-                  for subscription, workers in await self.consumers()]
+        steps += [(functools.partial(self.take, subscription, workers, by_role), self.tick)
+                  for subscription, workers, by_role in await self.consumers()]
         duties = [asyncio.get_running_loop().create_task(self.duty(step, pause)) for step, pause in steps]
         await stop.wait()
         for duty in duties:
@@ -455,6 +552,15 @@ def load_settings(path: str) -> dict[str, Any]:
     return settings
 
 
+def projects_of(settings: dict[str, Any]) -> dict[str, list[str]]:
+    """worker -> its projects (settings of a relay older than projects have none)."""
+    given = settings.get("projects", {})
+    if not isinstance(given, dict) or not all(isinstance(names, list) and all(isinstance(name, str) for name in names)
+                                              for names in given.values()):
+        raise SystemExit("agentfleet-relay: projects: a mapping of worker to a list of project names")
+    return {str(worker): list(names) for worker, names in given.items()}
+
+
 def dispatcher(settings: dict[str, Any]) -> Dispatcher:
     return Dispatcher(settings["dispatcher_uid"], settings["dispatcher_gid"],
                       tuple(int(gid) for gid in settings["dispatcher_groups"]))
@@ -471,7 +577,7 @@ async def serve(settings: dict[str, Any]) -> None:
     fleet = Fleet(Path(settings["root"]), {name: int(uid) for name, uid in settings["agents"].items()},
                   interval=float(settings.get("interval", 5)))
     local = Local(fleet, dict(settings["roles"]), Path(settings["state"]), settings["dispatcher_uid"],
-                  dispatcher=dispatcher(settings))
+                  dispatcher=dispatcher(settings), projects=projects_of(settings))
     relay = Relay(js, await js.key_value(WORKERS), local, settings["node"], lease=float(settings["lease"]),
                   max_payload=int(settings.get("max_payload", 1_048_576)))
     window = float(settings.get("duplicate_window", 86400))

@@ -19,7 +19,7 @@ import nats
 from nats.js.api import ConsumerConfig, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-TASKS, RESULTS, WORKERS = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_workers"
+TASKS, RESULTS, WORKERS, FILES = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_workers", "AGENTFLEET_FILES"
 
 
 def wanted_consumers(plan: dict[str, Any]) -> dict[str, str]:
@@ -40,7 +40,12 @@ async def apply(plan: dict[str, Any]) -> dict[str, list[str]]:
                                        max_bytes=plan["max_bytes"], storage=StorageType.FILE),
                    RESULTS: StreamConfig(name=RESULTS, subjects=["fleet.result.>"], num_replicas=plan["replicas"],
                                          duplicate_window=plan["duplicate_window"], max_bytes=plan["max_bytes"],
-                                         storage=StorageType.FILE)}
+                                         storage=StorageType.FILE),
+                   # A task's base and a result's proposal, read by direct get; kept as long as a
+                   # task's id is remembered (its duplicate window), the oldest going first when full.
+                   FILES: StreamConfig(name=FILES, subjects=["fleet.file.>"], num_replicas=plan["replicas"],
+                                       duplicate_window=plan["duplicate_window"], max_bytes=plan["max_bytes"],
+                                       max_age=plan["duplicate_window"], allow_direct=True, storage=StorageType.FILE)}
         for name, config in streams.items():
             try:
                 current = (await js.stream_info(name)).config
