@@ -187,7 +187,7 @@ def test_the_cluster_routes_every_other_node_over_tls() -> None:
     ({"fleet": {"a": {"address": "10.0.0.1", "workers": ["marie"]}, "b": {"address": "10.0.0.2", "workers": ["marie"]}}},
      "worker marie runs on a and b"),
     ({"cluster_name": "a b"}, "nats_cluster_name"), ({"lease": 2}, "nats_lease"),
-    ({"py_sha256": "abc"}, "nats_py_sha256"), ({"store_max": "256M", "stream_max_bytes": 536870912}, "do not fit"), ({"stream_max_bytes": "1G"}, "nats_stream_max_bytes"), ({"max_payload": "big"}, "nats_max_payload"),
+    ({"py_sha256": "abc"}, "nats_py_sha256"), ({"store_max": "256M", "stream_max_bytes": 536870912}, "do not fit"), ({"stream_max_bytes": "1G"}, "nats_stream_max_bytes"), ({"max_payload": "big"}, "nats_max_payload"), ({"max_payload": 4096}, "nats_max_payload"),
     ({"fleet": {"a": {"address": "10.0.0.1"}, "b": {"address": "10.0.0.2", "missing": True}}}, "nats_fleet_group: b not in"),
     ({"fleet": {"a": {"address": "10.0.0.1", "workers": ["marie"], "dispatches": False}}}, "a runs workers but no agent that dispatches"),
 ])

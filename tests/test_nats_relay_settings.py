@@ -21,3 +21,12 @@ def test_the_relays_settings_come_from_the_hosts_agent_model() -> None:
     # The orchestrator dispatches: its own group, the observers' (results, heartbeats) and the common one.
     assert (settings["dispatcher_uid"], settings["dispatcher_gid"]) == (10000, 10000)
     assert settings["dispatcher_groups"] == [10000, 10900, 10901]
+
+
+def test_each_workers_projects_are_the_ones_whose_mirror_it_reads() -> None:
+    defaults = yaml.safe_load((ROOT / "roles" / "agent_model" / "defaults" / "main.yml").read_text())
+    model = {name.removeprefix("agent_model_"): value for name, value in defaults.items()} | {"fleet": True}
+    model["projects"] = [{"name": "shop", "source": "/srv/git/shop.git", "gid": 10950, "workers": ["marie"]},
+                         {"name": "crm", "source": "/srv/git/crm.git", "gid": 10951}]  # every worker by default
+    settings = nats_relay_settings(agent_model_stack(model), {"address": "10.0.0.5", "client_port": 4222, "node": "alpha"})
+    assert settings["projects"] == {"marie": ["crm", "shop"], "anga": ["crm"], "fabien": ["crm"]}

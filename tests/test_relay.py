@@ -298,3 +298,38 @@ def test_every_hosts_workers_reach_agentctl_status_and_a_bad_entry_is_left_out(
     assert "beta   lea" in table and "\x1b" not in table and "mallory" not in table
     said = capsys.readouterr().err
     assert all(f"agentfleet_workers.beta.{name}" in said for name in ("mallory", "bad", "minus")) and "\x1b" not in said
+
+
+def test_every_hosts_latest_goals_reach_agentctl_goals_and_a_bad_entry_is_left_out(
+        server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """beta's orchestrator has a goal done and one waiting: alpha's `agentctl goals` lists both under
+    beta; a host's goals entry out of shape is left out and said, escaped."""
+    alpha, beta = host_tree(tmp_path / "hosts", "alpha"), host_tree(tmp_path / "hosts", "beta")
+    make_tree(beta.fleet.root, ["orchestrator"])
+    beta.fleet.agents["orchestrator"], beta.dispatcher_name = os.getuid(), "orchestrator"
+    task = {"id": "g-done", "prompt": "a goal", "project": "shop", "base": "0" * 40}
+    (beta.fleet.root / "inbox" / "orchestrator" / "g-done.json").write_text(json.dumps(task))
+    (beta.fleet.root / "inbox" / "orchestrator" / "g-wait.json").write_text(json.dumps({"id": "g-wait", "prompt": "later"}))
+    result = {"id": "g-done", "worker": "orchestrator", "status": "ok", "output": "", "reason": "", "attempt": 1,
+              "started": 1.0, "finished": 2.0, "task": task}
+    (beta.fleet.root / "results" / "orchestrator" / "g-done.json").write_text(json.dumps(result))
+
+    async def put() -> None:
+        client = await nats.connect(server)
+        kv = await client.jetstream().key_value(WORKERS)
+        await kv.put("gamma._goals", json.dumps({"goals": [{"goal": "x\x1b[2J", "project": "-", "status": "ok", "tasks": 0}]}).encode())
+        await kv.put("delta._goals", b"[]")
+        await client.close()
+    asyncio.run(put())
+    view = alpha.fleet.root / "fleet" / "_workers.json"
+
+    async def shown() -> bool:
+        return view.exists() and len(json.loads(view.read_text()).get("goals", [])) >= 2
+    asyncio.run(run_relays(server, {"alpha": alpha, "beta": beta}, shown))
+    assert [(goal["node"], goal["goal"], goal["project"], goal["status"], goal["tasks"])
+            for goal in json.loads(view.read_text())["goals"]] == [("beta", "g-done", "shop", "ok", 0),
+                                                                     ("beta", "g-wait", "-", "pending", 0)]
+    table = agentctl.fleet_goals_table(alpha.fleet)
+    assert "beta  g-done  shop     ok" in table and "g-wait" in table and "\x1b" not in table, table
+    said = capsys.readouterr().err
+    assert all(f"agentfleet_workers.{node}._goals" in said for node in ("gamma", "delta")) and "\x1b" not in said

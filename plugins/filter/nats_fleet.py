@@ -146,7 +146,8 @@ def nats_input_errors(fleet: dict[str, dict[str, Any]], settings: dict[str, Any]
     if len(set(addresses)) != len(addresses):
         errors.append("nats_address: two hosts of the fleet have the same address")
     for key in ("client_port", "cluster_port", "max_payload", "max_connections"):
-        low, high = {"max_payload": (1024, 67108864), "max_connections": (4, 65536)}.get(key, (1024, 65535))
+        # A message carries a task or result (up to 8 MiB of output is cut to fit) or a file's chunk.
+        low, high = {"max_payload": (65536, 67108864), "max_connections": (4, 65536)}.get(key, (1024, 65535))
         if not str(settings.get(key, "")).isdigit() or not low <= int(settings[key]) <= high:
             errors.append(f"nats_{key}: {settings.get(key)!r} must be a whole number from {low} to {high}")
     if settings.get("client_port") == settings.get("cluster_port"):

@@ -173,6 +173,16 @@ def fleet_status_table(fleet: Fleet) -> str:
     return f"\nthe fleet (every host's workers, as of {now - float(view['updated']):.0f}s ago):\n" + fleet_table(rows) + "\n"
 
 
+def fleet_goals_table(fleet: Fleet) -> str:
+    """Every host's latest goals, from this host's relay's copy of the fleet's bucket; "" on a lone host."""
+    view = fleet.fleet_workers()
+    if view is None or not view.get("goals"):
+        return ""
+    rows = [("NODE", "GOAL", "PROJECT", "STATUS", "TASKS")]
+    rows += [(goal["node"], goal["goal"], goal["project"], goal["status"], str(goal["tasks"])) for goal in view["goals"]]
+    return f"\nthe fleet (every host's latest goals, as of {time.time() - float(view['updated']):.0f}s ago):\n" + fleet_table(rows) + "\n"
+
+
 def loopback(address: str) -> str:
     """The page is for the host's own users (and SSH tunnels): any other address is refused."""
     try:
@@ -285,6 +295,7 @@ def run_goal_command(fleet: Fleet, args: argparse.Namespace) -> int:
     state = os.environ.get("AGENTFLEET_PUBLISH_STATE")
     if args.command == "goals":
         print(fleet_table(goals.goal_rows(fleet, DISPATCHER, Path(state) if state else None)))
+        print(fleet_goals_table(fleet), end="")
         return 0
     if args.command == "diff":
         holder = fleet.dispatcher_of(args.id)

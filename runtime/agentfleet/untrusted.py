@@ -25,10 +25,10 @@ MAX_DEPTH = 16
 MAX_ENTRIES = 100_000  # per directory listing: more is reported, not read
 # Values (items of arrays and objects) per document: ours hold a few dozen (the usage report a
 # dozen per agent); the cap bounds what a parse allocates to a few times the file, whatever it holds.
-MAX_ITEMS = {"heartbeat": 4_096, "result": 1_024, "task": 256, "fleet-task": 260, "fleet-result": 1_032, "fleet-workers": 80_000,
+MAX_ITEMS = {"heartbeat": 4_096, "result": 1_024, "task": 256, "fleet-task": 260, "fleet-result": 1_032, "fleet-workers": 130_000,
              "gateway-usage": 100_000, "proposal": 300_000, "disk-usage": 100_000, "egress-usage": 100_000}
 # Each sets a bound, not a quota: a writer over it is refused, readers stay small.
-MAX_BYTES = {"heartbeat": 65_536, "result": 8_388_608, "task": 262_144, "fleet-task": 263_168, "fleet-result": 8_389_632, "fleet-workers": 4_194_304,
+MAX_BYTES = {"heartbeat": 65_536, "result": 8_388_608, "task": 262_144, "fleet-task": 263_168, "fleet-result": 8_389_632, "fleet-workers": 8_388_608,
              "gateway-usage": 4_194_304,
              "proposal": 16_777_216, "disk-usage": 4_194_304,
              "egress-usage": 4_194_304}

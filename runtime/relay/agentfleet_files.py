@@ -18,7 +18,7 @@ from typing import Any
 
 FILES = "AGENTFLEET_FILES"
 KINDS = ("base", "manifest", "bundle")
-CHUNK = 256 * 1024  # under the smallest max_payload the role allows, headers included
+CHUNK = 256 * 1024  # at most: a relay sends chunks of half its max_payload when that is smaller
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 

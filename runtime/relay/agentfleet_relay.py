@@ -14,7 +14,8 @@ Agents never talk to NATS: the relay is the host's only client. It
   only once its result exists; a result the stream already has (another host finished the task
   after this one lost its lease) is recorded as a duplicate attempt, not a second completion;
 - keeps the ids it delivered (state/delivered/<id>), so after a restart it finishes what it took;
-- writes its workers' heartbeats into the fleet's key-value bucket;
+- writes its workers' heartbeats into the fleet's key-value bucket, and every 10 s its host's
+  latest goals (<node>._goals), and copies every host's into the dispatcher's fleet/_workers.json;
 - takes the results of the tasks it sent (subject fleet.result.<runner>.<this node>.<id>, its own
   consumer results-<node>) into the dispatcher's <root>/fleet/<id>.json, where agentctl finds them,
   and a proposal's manifest and bundle beside it (fleet/<id>.proposal.json, fleet/<id>.bundle).
@@ -41,13 +42,16 @@ from typing import Any
 
 from agentfleet import schema
 from agentfleet.fleet import VIEW, Fleet, is_real_dir
+from agentfleet.goals import goal_rows
 from agentfleet.proposals import Caps
 from agentfleet.untrusted import ID, MAX_BYTES, MAX_ITEMS, NAME, Refused, names, parse, read_bytes, read_document
-from agentfleet_files import FileRefused, get_file, put_file
+from agentfleet_files import CHUNK, FileRefused, get_file, put_file
 
 TASKS, RESULTS, WORKERS = "AGENTFLEET_TASKS", "AGENTFLEET_RESULTS", "agentfleet_workers"
 MAX_OUTBOX = 64
 MAX_VIEW = 1024  # workers of the whole fleet shown in agentctl status
+GOALS_KEY, MAX_GOALS = "_goals", 20  # each host's latest goals, under a key no worker's name can take
+GOALS_EVERY = 10.0  # seconds: listing goals reads every result on the host
 ORIGIN = "Agentfleet-Origin"  # the node that sent a task: where its result goes back to
 NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 BUNDLE_BYTES = Caps().bundle_bytes  # a base or a proposal's bundle, as a proposal's importer takes it
@@ -109,6 +113,7 @@ class Local:
     dispatcher: Dispatcher | None = None
     beats_read: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})
     projects: dict[str, list[str]] = field(default_factory=dict)  # worker -> the projects it may check out
+    dispatcher_name: str | None = None
 
     def tree(self) -> contextlib.AbstractContextManager[None]:
         """Where the relay reads and writes the tree: as its dispatcher (when it is someone else)."""
@@ -189,6 +194,15 @@ class Local:
             return {worker: (worker in beats and not self.fleet.is_stale(beats[worker]), len(self.fleet.pending(worker)))
                     for worker in self.roles}
 
+    def goals(self) -> list[dict[str, Any]]:
+        """This host's goals (the dispatcher's tasks), the latest last, as agentctl goals lists them."""
+        if self.dispatcher_name is None:
+            return []
+        with self.tree():
+            rows = goal_rows(self.fleet, self.dispatcher_name, None)[1:]
+        return [{"goal": goal, "project": project, "status": status, "tasks": int(tasks)}
+                for goal, project, status, tasks, _published in rows][-MAX_GOALS:]
+
     def outbox(self) -> list[tuple[Path, dict[str, Any], bytes | None]]:
         """Each task to send, with its base bundle when the dispatcher left one."""
         with self.tree():
@@ -256,7 +270,9 @@ class Relay:
                  max_payload: int = 1_048_576, tick: float = 0.05) -> None:
         self.js, self.kv, self.local, self.node, self.lease, self.poll = js, kv, local, node, lease, poll
         self.max_payload, self.tick = max_payload, tick
+        self.chunk = min(CHUNK, max_payload // 2)  # a file's chunk and its headers fit in one message
         self.said: set[str] = set()  # bucket entries already refused: said once, not every beat
+        self.goals_sent = 0.0
         self.running: dict[str, asyncio.Task[None]] = {}
 
     async def publish_outbox(self) -> bool:
@@ -265,7 +281,7 @@ class Relay:
             task = document["task"]
             self.local.mark("sent", task["id"])
             if base is not None:
-                await put_file(self.js, self.node, "base", task["id"], base)
+                await put_file(self.js, self.node, "base", task["id"], base, self.chunk)
             await self.js.publish(task_subject(document), json.dumps(task).encode(),
                                   headers={"Nats-Msg-Id": task["id"], ORIGIN: self.node})
             self.local.sent(path)
@@ -279,6 +295,12 @@ class Relay:
             entry = {"node": self.node, "worker": worker, "role": role, "updated": time.time(),
                      "fresh": fresh, "pending": pending, "projects": sorted(self.local.projects.get(worker, []))}
             await self.kv.put(f"{self.node}.{worker}", json.dumps(entry).encode())
+        if time.monotonic() - self.goals_sent > GOALS_EVERY:
+            goals = self.local.goals()
+            while len(value := json.dumps({"goals": goals}).encode()) > 4096:  # the bucket's largest value
+                goals = goals[1:]
+            await self.kv.put(f"{self.node}.{GOALS_KEY}", value)
+            self.goals_sent = time.monotonic()
         self.local.show(await self.fleet_view())
         return False
 
@@ -290,13 +312,16 @@ class Relay:
 
         prefix = f"$KV.{WORKERS}."
         info = await self.js.stream_info(f"KV_{WORKERS}", subjects_filter=f"{prefix}>")
-        workers = []
+        workers, goals = [], []
         for subject in sorted(info.state.subjects or {})[:MAX_VIEW]:
             node, _dot, worker = subject[len(prefix):].partition(".")
             try:
-                value = parse((await self.kv.get(f"{node}.{worker}")).value or b"", 80)  # 64 projects at most
+                value = parse((await self.kv.get(f"{node}.{worker}")).value or b"", 5 * MAX_GOALS + 80)
                 if not isinstance(value, dict):
                     raise Refused("not a JSON object")
+                if worker == GOALS_KEY:
+                    goals += self.goals_of(node, value)
+                    continue
                 row = {"node": node, "worker": worker, **{key: value.get(key) for key in ("role", "fresh", "pending", "updated")},
                        "projects": value.get("projects", [])}
                 problems = schema.errors({"updated": 0, "workers": [row]}, schema.load("fleet-workers"))
@@ -310,7 +335,19 @@ class Relay:
                     self.local.fleet.refuse(Path(f"nats:{subject}"), str(problem))
                 continue
             workers.append(row)
-        return {"updated": time.time(), "workers": workers}
+        return {"updated": time.time(), "workers": workers, "goals": goals}
+
+    @staticmethod
+    def goals_of(node: str, value: dict[str, Any]) -> list[dict[str, Any]]:
+        """A host's goals from its bucket entry, each with the key's node; Refused when out of shape."""
+        listed = value.get("goals")
+        if not isinstance(listed, list) or len(listed) > MAX_GOALS or not all(isinstance(row, dict) for row in listed):
+            raise Refused(f"goals: a list of at most {MAX_GOALS} objects")
+        rows = [{"node": node, **{key: row.get(key) for key in ("goal", "project", "status", "tasks")}} for row in listed]
+        problems = schema.errors({"updated": 0, "workers": [], "goals": rows}, schema.load("fleet-workers"))
+        if problems:
+            raise Refused("; ".join(problems[:3]))
+        return rows
 
     async def take(self, subscription: Any, candidates: list[str], by_role: bool = False) -> bool:
         """One task from subscription while one of candidates is idle here; False when none was taken.
@@ -412,9 +449,9 @@ class Relay:
                 self.local.fleet.refuse(Path(f"results/{worker}/{ident}.proposal.json"), str(problem))
                 result = {key: value for key, value in result.items() if key != "proposal"}
             else:
-                await put_file(self.js, self.node, "manifest", ident, manifest)
+                await put_file(self.js, self.node, "manifest", ident, manifest, self.chunk)
                 if bundle is not None:
-                    await put_file(self.js, self.node, "bundle", ident, bundle)
+                    await put_file(self.js, self.node, "bundle", ident, bundle, self.chunk)
         payload = json.dumps({"node": self.node, "worker": worker, "result": result}).encode()
         if len(payload) > self.max_payload - 4096:  # the rest stays on this host, where the fleet can fetch it
             kept = f"(output of {len(payload)} bytes, over the fleet's message size: kept on {self.node} in results/{worker}/{ident}.json)"
@@ -576,8 +613,9 @@ async def serve(settings: dict[str, Any]) -> None:
     js = client.jetstream(timeout=10)
     fleet = Fleet(Path(settings["root"]), {name: int(uid) for name, uid in settings["agents"].items()},
                   interval=float(settings.get("interval", 5)))
+    name = next((agent for agent, uid in sorted(settings["agents"].items()) if uid == settings["dispatcher_uid"]), None)
     local = Local(fleet, dict(settings["roles"]), Path(settings["state"]), settings["dispatcher_uid"],
-                  dispatcher=dispatcher(settings), projects=projects_of(settings))
+                  dispatcher=dispatcher(settings), projects=projects_of(settings), dispatcher_name=name)
     relay = Relay(js, await js.key_value(WORKERS), local, settings["node"], lease=float(settings["lease"]),
                   max_payload=int(settings.get("max_payload", 1_048_576)))
     window = float(settings.get("duplicate_window", 86400))

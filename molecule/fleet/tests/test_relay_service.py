@@ -41,13 +41,15 @@ def agentctl(*args: str) -> str:
     return str(on(HOSTS[0]).check_output(shlex.join(command)))
 
 
-def start_worker(name: str, worker: str, unit: str, command: str) -> None:
+def start_worker(name: str, worker: str, unit: str, command: str, projects: dict[str, str] | None = None) -> None:
     """The runtime's worker for worker on host name, as its account, running command on each task
-    (the command backend), as the transient unit agentfleet-test-<unit>."""
+    (the command backend), as the transient unit agentfleet-test-<unit>; projects: name -> mirror."""
     backend = json.dumps({"type": "command", "argv": ["sh", "-c", command], "timeout": 30})
+    groups = " ".join(["agentfleet-common", *(f"agentfleet-project-{project}" for project in projects or {})])
     on(name).run_expect([0], shlex.join([
         "systemd-run", f"--unit=agentfleet-test-{unit}", f"--uid=agent-{worker}", f"--gid=agent-{worker}",
-        "-p", "SupplementaryGroups=agentfleet-common", f"--setenv=PYTHONPATH={LIB}", f"--setenv=AGENTFLEET_ROOT={ROOT}",
+        "-p", f"SupplementaryGroups={groups}", f"--setenv=AGENTFLEET_PROJECTS={json.dumps(projects or {})}",
+        f"--setenv=PYTHONPATH={LIB}", f"--setenv=AGENTFLEET_ROOT={ROOT}",
         f"--setenv=AGENTFLEET_NAME={worker}", f"--setenv=AGENTFLEET_BACKEND={backend}",
         "--setenv=AGENTFLEET_HEARTBEAT_INTERVAL=1", "python3", "-I", "-c",
         "import sys; sys.path.insert(0, %r); from agentfleet.__main__ import main; sys.exit(main(sys.argv[1:]))" % LIB,
