@@ -389,8 +389,8 @@ class Relay:
     async def base_of(self, task: dict[str, Any], origin: str) -> bytes | None:
         """The base bundle the task's origin sent with it, if any (a base its mirror has needs none);
         one that does not match its index is said and left out (the worker then says what it lacks)."""
-        if "base" not in task or origin == "unknown":
-            return None
+        if "base" not in task or origin == "unknown" or not ID.match(str(task.get("id"))):
+            return None  # an id out of shape is refused with the task, never put in a subject
         try:
             return await get_file(self.js, origin, "base", str(task["id"]), BUNDLE_BYTES)
         except FileRefused as problem:
