@@ -73,7 +73,7 @@ def test_cancel_stops_a_long_task_within_seconds_and_it_never_runs_again(host: t
 
 
 def test_a_worker_cannot_cancel_a_task(host: testinfra.host.Host) -> None:
-    ident = submit(host, '["sleep 30"]')
+    ident = submit(host, f'["{STEP}", "{STEP}"]')  # a 30 s task (a standalone `sleep 30` is refused by the CLI: done at once)
     refused = host.run(f"docker exec {container('anga')} agentctl cancel {ident}")
     assert refused.rc != 0 and not host.file(f"/srv/agentfleet/inbox/marie/{ident}.cancel").exists
     run(host, f"agentctl cancel {ident}")
