@@ -52,7 +52,7 @@ def done(local: Local, ident: str) -> object:
 
 
 def test_a_goals_task_crosses_hosts_with_its_base_and_its_proposal_is_integrated_at_home(
-        server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     source = tmp_path / "source"
     source_repository(source, "shop.py", "TITLE = 'shop'\nPRICE = 1\n")
     alpha = host(tmp_path, "alpha", {"marie": "frontend"}, {"marie": ["shop"]}, source)
@@ -79,6 +79,10 @@ def test_a_goals_task_crosses_hosts_with_its_base_and_its_proposal_is_integrated
     assert back["result"]["proposal"] == f"{ident}.proposal.json"
     assert not list((alpha.fleet.root / "outbox").iterdir())
     assert json.loads((alpha.fleet.root / "fleet" / f"{ident}.sent.json").read_text())["task"]["base"] == base
+    # agentctl diff finds the task's project (and so the base's commits) from the task as sent.
+    assert agentctl.main(["--root", str(alpha.fleet.root), "diff", ident]) == 0
+    shown = capsys.readouterr().out
+    assert f"proposal {ident} of lea" in shown and "-TITLE = 'shop'" in shown and "+TITLE = 'Shop'" in shown, shown
     merged = integrate(alpha.fleet, checkout, ident, "orchestrator")
     assert git_run(checkout, "show", f"{merged}:shop.py") == "TITLE = 'Shop'\nPRICE = 2\n"
     assert git_run(checkout, "log", "--format=%an", "-1", f"{merged}^2") == "lea\n"

@@ -298,8 +298,8 @@ def run_goal_command(fleet: Fleet, args: argparse.Namespace) -> int:
         print(fleet_goals_table(fleet), end="")
         return 0
     if args.command == "diff":
-        holder = fleet.dispatcher_of(args.id)
-        project = str(fleet.sent_task(holder, args.id).get("project", "")) if holder else ""
+        found = fleet.find(args.id)  # the worker it went to: on this host, or on another of the fleet
+        project = str(fleet.sent_task(str(found["worker"]), args.id).get("project", "")) if found else ""
         sources = [fleet.root / "projects" / project, fleet.root / "integration" / project] if project else []
         sys.stdout.write(goals.diff(fleet, args.id, sources))
         return 0

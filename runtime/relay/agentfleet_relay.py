@@ -225,13 +225,13 @@ class Local:
             if is_real_dir(self.fleet.root / "fleet"):
                 schema.write_atomic(self.fleet.root / "fleet" / VIEW, view, replace=True)
 
-    def sent(self, path: Path) -> None:
-        """Out of the outbox: the task into fleet/<id>.sent.json (what was sent, for its proposal's
-        import), its base bundle gone."""
+    def sent(self, path: Path, document: dict[str, Any]) -> None:
+        """Out of the outbox: the task as sent into fleet/<id>.sent.json (for its proposal's import;
+        written, not moved: the unit mounts each directory on its own), its base bundle gone."""
         with self.tree():
-            path.with_name(f"{path.stem}.base.bundle").unlink(missing_ok=True)
             if is_real_dir(self.fleet.root / "fleet"):
-                os.replace(path, self.fleet.root / "fleet" / f"{path.stem}.sent.json")
+                schema.write_atomic(self.fleet.root / "fleet" / f"{path.stem}.sent.json", document)
+            path.with_name(f"{path.stem}.base.bundle").unlink(missing_ok=True)
             path.unlink(missing_ok=True)
 
     def _outbox(self) -> list[tuple[Path, dict[str, Any]]]:
@@ -284,7 +284,7 @@ class Relay:
                 await put_file(self.js, self.node, "base", task["id"], base, self.chunk)
             await self.js.publish(task_subject(document), json.dumps(task).encode(),
                                   headers={"Nats-Msg-Id": task["id"], ORIGIN: self.node})
-            self.local.sent(path)
+            self.local.sent(path, document)
             sent += 1
         return sent > 0
 
