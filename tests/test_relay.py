@@ -130,7 +130,8 @@ def stop(processes: list[subprocess.Popen[str]]) -> None:
         process.wait(timeout=15)
 
 
-def test_tasks_by_role_and_by_name_cross_hosts_and_each_completes_once(server: str, tmp_path: Path) -> None:
+def test_tasks_by_role_and_by_name_cross_hosts_and_each_completes_once(server: str, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "hosts"
     alpha, beta = host_tree(root, "alpha"), host_tree(root, "beta")
     for index in range(12):
@@ -159,6 +160,10 @@ def test_tasks_by_role_and_by_name_cross_hosts_and_each_completes_once(server: s
     assert sorted(back) == sorted([f"role-{index:02d}" for index in range(12)] + ["to-lea"])
     assert (back["to-lea"]["node"], back["to-lea"]["worker"], back["to-lea"]["result"]["status"]) == ("beta", "lea", "ok")
     assert [path.name for path in results_back(beta)] == ["to-anga.json"]
+    # agentctl results on alpha lists them too, each with the node that ran it.
+    assert agentctl.main(["--root", str(alpha.fleet.root), "results"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert "lea@beta  to-lea  ok" in [line.rstrip() for line in listed] and len(listed) == 14, listed  # 12 + to-lea + to-anga
     assert not list((alpha.state / "sent").iterdir())
 
 

@@ -379,8 +379,12 @@ def run_task_command(fleet: Fleet, args: argparse.Namespace) -> int:
         print(cancel(fleet, args.id))
         return 0
     elif args.command == "results":
-        for item in fleet.results(args.worker):
-            print(printable(f"{item['worker']}  {item['id']}  {item['status']}  {item['reason'][:80]}"))
+        local = fleet.results(args.worker)
+        listed = {item["id"] for item in local}  # a task this host sent that one of its workers ran: once
+        for item in local + [item for item in fleet.fleet_results() if args.worker in (None, item["worker"])
+                             and item["id"] not in listed]:
+            where = f"{item['worker']}@{item['node']}" if "node" in item else item["worker"]  # ran on another host
+            print(printable(f"{where}  {item['id']}  {item['status']}  {item['reason'][:80]}"))
         return 0
     elif args.command == "show":
         found = fleet.find(args.id)

@@ -161,6 +161,20 @@ class Fleet:
             return None
         return {**result, "node": document["node"]}
 
+    def fleet_results(self) -> list[dict[str, Any]]:
+        """Summaries of the results of the tasks this host sent to the fleet (fleet/<id>.json, brought
+        back by its relay), each with the node that ran it, oldest first."""
+        if not is_real_dir(self.root / "fleet"):
+            return []
+        found = []
+        for name in names(self.root / "fleet", self.problems):
+            stem = name[:-5] if name.endswith(".json") else ""
+            if ID.match(stem) and not stem.endswith((".sent", ".proposal")):
+                document = self.fleet_result(stem)
+                if document is not None:
+                    found.append({**{key: document[key] for key in SUMMARY}, "node": document["node"]})
+        return sorted(found, key=lambda result: float(result["finished"]))
+
     def fleet_workers(self) -> dict[str, Any] | None:
         """Every host's workers (fleet/_workers.json, the host's relay's copy of the fleet's bucket);
         only a file of the directory's owner counts."""
