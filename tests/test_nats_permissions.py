@@ -21,8 +21,8 @@ from nats_fleet import TASKS, nats_input_errors, nats_server_config
 
 pytestmark = pytest.mark.skipif(shutil.which("nats-server") is None and not Path("/usr/sbin/nats-server").exists(),
                                 reason="Debian's nats-server is not installed (scripts/test installs it)")
-FLEET = {"alpha": {"address": "127.0.0.1", "workers": ["marie"], "roles": ["frontend"]},
-         "beta": {"address": "127.0.0.2", "workers": ["anga"], "roles": ["backend"]}}
+FLEET = {"alpha": {"address": "127.0.0.1", "workers": ["marie"], "roles": ["frontend"], "projects": ["shop"]},
+         "beta": {"address": "127.0.0.2", "workers": ["anga"], "roles": ["backend"], "projects": ["crm"]}}
 SETTINGS = {"client_port": 0, "cluster_port": 6222, "max_payload": 1048576, "max_connections": 64,
             "store_max": "64M", "memory_max": "16M", "cluster_name": "agentfleet", "store_dir": "", "tls_dir": "/tls"}
 
@@ -92,7 +92,8 @@ async def setup_streams(port: int, tls: Path) -> None:
                                                                    filter_subject=f"fleet.result.*.{node}.>"))
     await admin.close()
     beta = await connect(port, tls, "relay-beta", "beta")
-    await beta.jetstream().publish("fleet.file.beta.base.t1.index", b"{}")  # a file of beta's, for the others to read
+    for scope in ("base.shop", "base.crm", "manifest.alpha", "manifest.beta", "bundle.alpha"):
+        await beta.jetstream().publish(f"fleet.file.beta.{scope}.t1.index", b"{}")  # beta's files: bases, proposals
     await beta.close()
 
 
@@ -109,11 +110,14 @@ def attempt(port: int, tls: Path, user: str, node: str, action: str) -> str:
             elif action == "other's result":
                 await js.publish(f"fleet.result.beta.{node}.t1", b"{}")
             elif action == "own file":
-                await js.publish(f"fleet.file.{node}.bundle.t1.0", b"x")
+                await js.publish(f"fleet.file.{node}.bundle.beta.t1.0", b"x")
             elif action == "other's file":
-                await js.publish("fleet.file.beta.bundle.t1.0", b"x")
-            elif action == "read a file":
-                await js.get_msg("AGENTFLEET_FILES", subject="fleet.file.beta.base.t1.index", direct=True)
+                await js.publish("fleet.file.beta.bundle.beta.t1.0", b"x")
+            elif action.startswith("read ") and action != "read other's replies":
+                scope = {"read a base of its project": "base.shop", "read its proposal": "manifest.alpha",
+                         "read its proposal's bundle": "bundle.alpha", "read a base of another project": "base.crm",
+                         "read another host's proposal": "manifest.beta"}[action]
+                await js.get_msg("AGENTFLEET_FILES", subject=f"fleet.file.beta.{scope}.t1.index", direct=True)
             elif action in ("results of own tasks", "results of other's tasks"):
                 results = "results-alpha" if action == "results of own tasks" else "results-beta"
                 await client.request(f"$JS.API.CONSUMER.MSG.NEXT.AGENTFLEET_RESULTS.{results}", b'{"batch":1,"no_wait":true}',
@@ -140,12 +144,13 @@ def attempt(port: int, tls: Path, user: str, node: str, action: str) -> str:
 
 
 @pytest.mark.parametrize("action", ["submit", "own result", "own worker's tasks", "results of own tasks", "own file",
-                                    "read a file"])
+                                    "read a base of its project", "read its proposal", "read its proposal's bundle"])
 def test_a_relay_does_what_the_protocol_needs(server: tuple[int, Path], action: str) -> None:
     assert attempt(*server, "relay-alpha", "alpha", action) == "ok"
 
 
-@pytest.mark.parametrize("action", ["other's result", "other's file", "other's tasks", "purge", "delete", "new consumer",
+@pytest.mark.parametrize("action", ["other's result", "other's file", "read a base of another project",
+                                    "read another host's proposal", "other's tasks", "purge", "delete", "new consumer",
                                     "read other's replies", "results of other's tasks"])
 def test_a_relay_cannot_touch_another_hosts_subjects_or_the_streams(server: tuple[int, Path], action: str) -> None:
     answer = attempt(*server, "relay-alpha", "alpha", action)

@@ -19,7 +19,7 @@ from agentfleet.fleet import Fleet
 from agentfleet.proposals import has_commit
 from agentfleet.team import integrate
 from agentfleet_files import put_file
-from agentfleet_relay import Local
+from agentfleet_relay import Local, Relay
 from runtime_helpers import git_run, make_tree, source_repository, start_worker
 from test_relay import fixture_server, run_relays, stop  # noqa: F401  # pylint: disable=unused-import
 
@@ -150,10 +150,10 @@ def test_a_proposal_whose_files_are_not_what_they_claim_is_never_stored(
         js = client.jetstream()
         for ident, document in cases.items():
             alpha.mark("sent", ident)
-            await put_file(js, "beta", "manifest", ident, json.dumps({**document, "id": ident}).encode())
+            await put_file(js, "beta", "manifest", f"alpha.{ident}", json.dumps({**document, "id": ident}).encode())
             if ident == "bad-digest":
-                await put_file(js, "beta", "bundle", ident, b"a bundle")
-                await js.publish(f"fleet.file.beta.bundle.{ident}.0", b"a bundlX")  # as long, other bytes: the newest wins
+                await put_file(js, "beta", "bundle", f"alpha.{ident}", b"a bundle")
+                await js.publish(f"fleet.file.beta.bundle.alpha.{ident}.0", b"a bundlX")  # as long, other bytes: the newest wins
             payload = {"node": "beta", "worker": "lea", "result": {**result, "id": ident, "proposal": f"{ident}.proposal.json"}}
             await js.publish(f"fleet.result.beta.alpha.{ident}", json.dumps(payload).encode())
         await client.close()
@@ -167,4 +167,19 @@ def test_a_proposal_whose_files_are_not_what_they_claim_is_never_stored(
                           ("bad-digest", "its bytes do not match its index")):
         kept = json.loads((alpha.fleet.root / "fleet" / f"{ident}.json").read_text())["result"]
         assert "proposal" not in kept and not (alpha.fleet.root / "fleet" / f"{ident}.bundle").exists()
-        assert f"fleet.file.beta.manifest.{ident}" in said and reason in said, said
+        assert f"fleet.file.beta.manifest.alpha.{ident}" in said and reason in said, said
+
+
+def test_no_base_is_asked_for_a_project_no_worker_here_takes(tmp_path: Path) -> None:
+    """The host may not read such a base (its NATS permissions name its projects only): asking would
+    time out and redeliver the task for ever; the worker's result says what it lacks instead."""
+    source = tmp_path / "source"
+    head = source_repository(source, "shop.py", "x\n")
+    beta = host(tmp_path, "beta", {"lea": "frontend"}, {"lea": ["crm"]}, source)
+
+    class NoServer:
+        async def get_msg(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("asked for a base")
+    relay = Relay(NoServer(), None, beta, "beta")
+    task = {"id": "t1", "prompt": "x", "project": "shop", "base": head}
+    assert asyncio.run(relay.base_of(task, "alpha")) is None

@@ -11,9 +11,12 @@ The protocol the permissions allow, and nothing else:
                                                        de-duplicated); consumer results-<origin> pulled and
                                                        acknowledged by that host alone
   $KV.agentfleet_workers.<node>.<worker>               a host writes only its own workers' entries
-  fleet.file.<node>.<kind>.<task>.<part>               a host publishes only under its own node the files
-                                                       that go with a task (its base) or a result (its
-                                                       proposal); any host reads them by direct get
+  fleet.file.<node>.base.<project>.<task>.<part>       a task's base, published by the host that sends
+                                                       the task; read (direct get) only by the hosts
+                                                       whose workers take that project
+  fleet.file.<node>.<manifest|bundle>.<origin>.<task>.<part>
+                                                       a result's proposal, published by the host that ran
+                                                       the task; read only by the task's origin
                                                        (stream AGENTFLEET_FILES, kept for the duplicate window)
   _INBOX_<node>.>                                      a host's replies, read by that host alone
 Streams and consumers are made by the admin user, whose certificate only root on a fleet host holds.
@@ -50,19 +53,23 @@ def nats_fleet(names: list[str], hostvars: Any) -> dict[str, dict[str, Any]]:
         if isinstance(plan, dict):
             fleet[str(plan["node"])] = {key: plan[key] for key in ("address", "workers", "roles")}
             fleet[str(plan["node"])]["dispatches"] = bool(plan.get("dispatches", True))
+            fleet[str(plan["node"])]["projects"] = list(plan.get("projects", []))
         else:
             fleet[nats_node(name)] = {"address": "", "workers": [], "roles": [], "missing": True}
     return fleet
 
 
-def nats_relay_permissions(node: str, workers: list[str], roles: list[str]) -> dict[str, Any]:
+def nats_relay_permissions(node: str, workers: list[str], roles: list[str], projects: list[str] | None = None) -> dict[str, Any]:
     consumers = [f"worker-{name}" for name in sorted(workers)] + [f"role-{role}" for role in sorted(set(roles))]
     publish = ["fleet.task.>", f"fleet.result.{node}.>", "$JS.API.INFO", f"$JS.API.STREAM.INFO.{TASKS}",
                f"$JS.API.STREAM.INFO.{RESULTS}", f"$JS.API.STREAM.INFO.KV_{WORKERS}",
                f"$JS.API.CONSUMER.CREATE.{RESULTS}", f"$JS.API.CONSUMER.CREATE.{RESULTS}.>",
                f"$JS.API.CONSUMER.CREATE.KV_{WORKERS}", f"$JS.API.CONSUMER.CREATE.KV_{WORKERS}.>",
                f"$JS.API.DIRECT.GET.KV_{WORKERS}.>", f"$JS.API.STREAM.MSG.GET.KV_{WORKERS}",
-               f"$KV.{WORKERS}.{node}.>", f"fleet.file.{node}.>", f"$JS.API.DIRECT.GET.{FILES}.fleet.file.>"]
+               f"$KV.{WORKERS}.{node}.>", f"fleet.file.{node}.>"]
+    direct = f"$JS.API.DIRECT.GET.{FILES}.fleet.file.*"
+    publish += [f"{direct}.base.{project}.>" for project in sorted(set(projects or []))]
+    publish += [f"{direct}.manifest.{node}.>", f"{direct}.bundle.{node}.>"]
     for stream, consumer in [(TASKS, name) for name in consumers] + [(RESULTS, f"results-{node}")]:
         publish += [f"$JS.API.CONSUMER.INFO.{stream}.{consumer}", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
                     f"$JS.ACK.{stream}.{consumer}.>"]
@@ -85,7 +92,7 @@ def nats_server_config(fleet: dict[str, dict[str, Any]], node: str, settings: di
     for name in sorted(fleet):
         host = fleet[name]
         users.append({"user": f"CN=agentfleet-relay-{name}",
-                      "permissions": nats_relay_permissions(name, host["workers"], host["roles"])})
+                      "permissions": nats_relay_permissions(name, host["workers"], host["roles"], host.get("projects"))})
         users.append({"user": f"CN=agentfleet-admin-{name}", "permissions": nats_admin_permissions(name)})
     me = fleet[node]
     config: dict[str, Any] = {

@@ -1,12 +1,13 @@
 """Files that travel with the fleet's tasks and results: a task's base (a git bundle of commits the
 other hosts' mirrors lack) and a result's proposal (its manifest and bundle).
 
-A file is sent in chunks under fleet.file.<node>.<kind>.<id>.<n>, then an index under
-fleet.file.<node>.<kind>.<id>.index ({"bytes", "chunks", "sha256"}), into the stream AGENTFLEET_FILES
-(de-duplicated, kept for the duplicate window). Each host publishes only under its own node, so
-where a file comes from is its subject's node; a reader takes the newest index and its chunks by
-direct get and checks size, count and digest before anything is written. Everything read here is
-another host's bytes.
+A file is sent in chunks under fleet.file.<node>.<kind>.<scope>.<id>.<n>, then an index under
+fleet.file.<node>.<kind>.<scope>.<id>.index ({"bytes", "chunks", "sha256"}), into the stream
+AGENTFLEET_FILES (de-duplicated, kept for the duplicate window). The scope says who may read it: a
+base's is its project (the hosts whose workers take it), a proposal's the task's origin. Each host
+publishes only under its own node, so where a file comes from is its subject's node; a reader takes
+the newest index and its chunks by direct get and checks size, count and digest before anything is
+written. Everything read here is another host's bytes.
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ class FileRefused(Exception):
 
 
 def subject(node: str, kind: str, ident: str, part: str) -> str:
+    """ident: <scope>.<task id>."""
     if kind not in KINDS:
         raise ValueError(f"not a kind of file: {kind}")
     return f"fleet.file.{node}.{kind}.{ident}.{part}"
 
 
 async def put_file(js: Any, node: str, kind: str, ident: str, data: bytes, chunk: int = CHUNK) -> None:
-    """data under node's subjects, the index last: a reader that finds the index finds every chunk."""
+    """data under node's subjects, the index last: a reader that finds the index finds every chunk.
+    ident: <scope>.<task id> (scope: the project of a base, the origin of a proposal)."""
     digest = hashlib.sha256(data).hexdigest()
     parts = [data[start:start + chunk] for start in range(0, len(data), chunk)] or [b""]
     for number, part in enumerate(parts):

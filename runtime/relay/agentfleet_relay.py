@@ -209,8 +209,9 @@ class Local:
             found = []
             for path, document in self._outbox():
                 bundle = path.with_name(f"{document['task']['id']}.base.bundle")
+                wanted = os.path.lexists(bundle) and "project" in document["task"]  # a base goes with a project task only
                 try:
-                    base = read_bytes(bundle, self.dispatcher_uid, BUNDLE_BYTES) if os.path.lexists(bundle) else None
+                    base = read_bytes(bundle, self.dispatcher_uid, BUNDLE_BYTES) if wanted else None
                 except Refused as problem:
                     self.fleet.refuse(bundle, str(problem))
                     path.unlink(missing_ok=True)
@@ -281,7 +282,7 @@ class Relay:
             task = document["task"]
             self.local.mark("sent", task["id"])
             if base is not None:
-                await put_file(self.js, self.node, "base", task["id"], base, self.chunk)
+                await put_file(self.js, self.node, "base", f"{task['project']}.{task['id']}", base, self.chunk)
             await self.js.publish(task_subject(document), json.dumps(task).encode(),
                                   headers={"Nats-Msg-Id": task["id"], ORIGIN: self.node})
             self.local.sent(path, document)
@@ -389,12 +390,16 @@ class Relay:
     async def base_of(self, task: dict[str, Any], origin: str) -> bytes | None:
         """The base bundle the task's origin sent with it, if any (a base its mirror has needs none);
         one that does not match its index is said and left out (the worker then says what it lacks)."""
-        if "base" not in task or origin == "unknown" or not ID.match(str(task.get("id"))):
-            return None  # an id out of shape is refused with the task, never put in a subject
+        if "base" not in task or origin == "unknown" or not ID.match(str(task.get("id"))) \
+                or not NAME.match(str(task.get("project"))):
+            return None  # an id or project out of shape is refused with the task, never put in a subject
+        if not any(task["project"] in names for names in self.local.projects.values()):
+            return None  # no worker here takes it: the worker says so; this host may not read its base
+        scoped = f"{task['project']}.{task['id']}"
         try:
-            return await get_file(self.js, origin, "base", str(task["id"]), BUNDLE_BYTES)
+            return await get_file(self.js, origin, "base", scoped, BUNDLE_BYTES)
         except FileRefused as problem:
-            self.local.fleet.refuse(Path(f"nats:fleet.file.{origin}.base.{task['id']}"), str(problem))
+            self.local.fleet.refuse(Path(f"nats:fleet.file.{origin}.base.{scoped}"), str(problem))
             return None
 
     def idle_here(self, candidates: list[str]) -> list[str]:
@@ -449,9 +454,9 @@ class Relay:
                 self.local.fleet.refuse(Path(f"results/{worker}/{ident}.proposal.json"), str(problem))
                 result = {key: value for key, value in result.items() if key != "proposal"}
             else:
-                await put_file(self.js, self.node, "manifest", ident, manifest, self.chunk)
+                await put_file(self.js, self.node, "manifest", f"{origin}.{ident}", manifest, self.chunk)
                 if bundle is not None:
-                    await put_file(self.js, self.node, "bundle", ident, bundle, self.chunk)
+                    await put_file(self.js, self.node, "bundle", f"{origin}.{ident}", bundle, self.chunk)
         payload = json.dumps({"node": self.node, "worker": worker, "result": result}).encode()
         if len(payload) > self.max_payload - 4096:  # the rest stays on this host, where the fleet can fetch it
             kept = f"(output of {len(payload)} bytes, over the fleet's message size: kept on {self.node} in results/{worker}/{ident}.json)"
@@ -521,16 +526,16 @@ class Relay:
         if "proposal" not in result:
             return result, {}
         try:
-            raw = await get_file(self.js, runner, "manifest", ident, MAX_BYTES["proposal"])
+            raw = await get_file(self.js, runner, "manifest", f"{self.node}.{ident}", MAX_BYTES["proposal"])
             manifest = parse(raw or b"", MAX_ITEMS["proposal"])
             problems = schema.errors(manifest, schema.load("proposal")) if isinstance(manifest, dict) else ["not an object"]
             if problems or (manifest["id"], manifest["worker"]) != (ident, worker):
                 raise FileRefused("; ".join(problems[:3]) or "the manifest names another task or worker")
-            bundle = await get_file(self.js, runner, "bundle", ident, BUNDLE_BYTES)
+            bundle = await get_file(self.js, runner, "bundle", f"{self.node}.{ident}", BUNDLE_BYTES)
             if bundle is None and manifest["commits"]:
                 raise FileRefused("commits without a bundle")
         except (FileRefused, ValueError, Refused) as problem:
-            self.local.fleet.refuse(Path(f"nats:fleet.file.{runner}.manifest.{ident}"), str(problem))
+            self.local.fleet.refuse(Path(f"nats:fleet.file.{runner}.manifest.{self.node}.{ident}"), str(problem))
             return {key: value for key, value in result.items() if key != "proposal"}, {}
         files = {f"{ident}.proposal.json": json.dumps(manifest, sort_keys=True).encode()}
         return {**result, "proposal": f"{ident}.proposal.json"}, files | ({f"{ident}.bundle": bundle} if bundle else {})
