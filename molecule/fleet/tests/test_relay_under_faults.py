@@ -28,9 +28,16 @@ ROLE_TASKS = {"frontend": 120, "backend": 60, "devops": 20}
 NAMED_TASKS = 100  # spread evenly over the six workers
 
 
+RUN = "sleep 0.1; echo done {task_id} by $AGENTFLEET_NAME"
+# zoe holds her first frontend role task until the test lets her go (RELEASE on gamma, made after
+# gamma is back): gamma surely holds a role task when it is killed, not one it had just finished.
+RELEASE = "/var/tmp/agentfleet-test-release"
+HOLD = f"case {{task_id}} in *-frontend-*) while [ ! -e {RELEASE} ]; do sleep 0.2; done;; esac; "
+
+
 def start_workers(name: str) -> None:
     for worker in WORKERS[name]:
-        start_worker(name, worker, f"faults-{worker}", "sleep 0.1; echo done {task_id} by $AGENTFLEET_NAME")
+        start_worker(name, worker, f"faults-{worker}", (HOLD if worker == "zoe" else "") + RUN)
 
 
 @pytest.fixture(name="workers")
@@ -109,6 +116,7 @@ def test_three_hundred_tasks_survive_a_killed_host_and_a_nats_restart(host: test
              "gamma holding a role task")
     lease = int(host.ansible.get_variables()["nats_lease"])
     kill_and_restart(GAMMA, 3 * lease)
+    on(GAMMA).run_expect([0], f"touch {RELEASE}")
     wait_for(lambda: len(back(set(tasks))) >= 200, 300, "200 results before the NATS restart")
     on(BETA).run_expect([0], "systemctl restart agentfleet-nats")
     wait_for(lambda: back(set(tasks)) == set(tasks), 420, "every result back on alpha")
