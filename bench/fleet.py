@@ -43,6 +43,8 @@ def fleet_results(prefix: str) -> list[dict[str, float]]:
     script = f"""
 import json, pathlib
 for path in pathlib.Path({ROOT!r}, "fleet").glob("[!_]*.json"):  # not _workers.json
+    if path.name.endswith((".sent.json", ".proposal.json")):  # a task as sent, a proposal's manifest
+        continue
     result = json.loads(path.read_text())["result"]
     if result.get("task", {{}}).get("prompt", "").startswith({prefix!r}):
         print(json.dumps({{"submitted": result["task"]["submitted"], "started": result["started"],
