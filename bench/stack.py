@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: what an operator waits for, on bare Debian 13 host containers (as Molecule makes them).
 
-    bench/stack.py [workers ...]      (default 3 30 100; inside the venv; needs scripts/build-test-images)
+    bench/stack.py [--pairs N] [workers ...]   (default 1 pair, 3 30 100 workers; inside the venv;
+                                                needs scripts/build-test-images)
 
 0. untimed: site.yml on a bare host, so that what the builds download has been fetched once
    before either timed run (a cache on the way would favour the second);
@@ -9,7 +10,8 @@
    daemon.json, the same image builds (`docker buildx bake` of the contexts and bake file the
    role wrote), `docker compose up --wait` on the same project;
 2. cold: site.yml on another bare host -> healthy stack (3 workers, offline images as in our
-   tests); and the ratio cold / floor;
+   tests); and the ratio cold / floor; with --pairs N, N floor and cold pairs and their median
+   ratio (the builds alone vary by several seconds from one run to the next);
 3. for each worker count: a converge to that model, then a warm re-run and a --check run, each
    with its changed count (both must be 0).
 Ansible runs on the host itself, as the README's deploy does (inventories/local: a local
@@ -25,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -146,7 +149,9 @@ def floor(scratch: Path, converged: str, bare: str) -> dict[str, float]:
 
 
 def main() -> None:
-    counts = [int(arg) for arg in sys.argv[1:]] or [3, 30, 100]
+    arguments = sys.argv[1:]
+    pairs = int(arguments.pop(arguments.index("--pairs") + 1)) if "--pairs" in arguments else 1
+    counts = [int(arg) for arg in arguments if arg != "--pairs"] or [3, 30, 100]
     converged, bare, primer = "agentfleet-bench-stack", "agentfleet-bench-floor", "agentfleet-bench-primer"
     scratch = Path(tempfile.mkdtemp(prefix="agentfleet-bench-"))
     sh("docker", "save", "-o", str(scratch / "base-trixie.tar"), "agentfleet-test/debian:trixie")
@@ -163,21 +168,29 @@ def main() -> None:
         start_host(primer, scratch)
         install_ansible(primer)
         playbook(scratch, primer, counts[0], "primer")
-        start_host(bare)
-        floor_times = floor(scratch, primer, bare)
-        for name in (primer, bare):
-            sh("docker", "rm", "-f", "-v", name)
-        start_host(converged, scratch)
-        install_ansible(converged)
-        cold = playbook(scratch, converged, counts[0], "cold")
-        record(f"cold converge, {counts[0]} workers", f"{cold[0]:.0f} s", str(cold[1]))
-        record("  of it: image builds / deploy until healthy",
-               f"{task_seconds(scratch, 'cold', 'Build the images'):.0f} s / "
-               f"{task_seconds(scratch, 'cold', 'Deploy the stack'):.0f} s", "-")
-        record("floor (plain script, same work)", f"{floor_times['total']:.0f} s", "-")
-        record("  of it: engine / image builds / compose up until healthy",
-               " / ".join(f"{floor_times[step]:.0f} s" for step in ("engine", "builds", "up")), "-")
-        record("cold / floor", f"{cold[0] / floor_times['total']:.2f}", "-")
+        ratios = []
+        for sample in range(1, pairs + 1):
+            start_host(bare)
+            floor_times = floor(scratch, primer, bare)
+            sh("docker", "rm", "-f", "-v", bare)
+            start_host(converged, scratch)
+            install_ansible(converged)
+            label = f"cold-{sample}"
+            cold = playbook(scratch, converged, counts[0], label)
+            ratios.append(cold[0] / floor_times["total"])
+            record(f"cold converge, {counts[0]} workers (pair {sample})", f"{cold[0]:.0f} s", str(cold[1]))
+            record("  of it: image builds / deploy until healthy",
+                   f"{task_seconds(scratch, label, 'Build the images'):.0f} s / "
+                   f"{task_seconds(scratch, label, 'Deploy the stack'):.0f} s", "-")
+            record(f"floor (plain script, same work; pair {sample})", f"{floor_times['total']:.0f} s", "-")
+            record("  of it: engine / image builds / compose up until healthy",
+                   " / ".join(f"{floor_times[step]:.0f} s" for step in ("engine", "builds", "up")), "-")
+            record(f"cold / floor (pair {sample})", f"{ratios[-1]:.2f}", "-")
+            if sample < pairs:
+                sh("docker", "rm", "-f", "-v", converged)
+        sh("docker", "rm", "-f", "-v", primer)
+        if pairs > 1:
+            record(f"cold / floor, median of {pairs} pairs", f"{statistics.median(ratios):.2f}", "-")
         for count in counts:
             if count != counts[0]:
                 grown = playbook(scratch, converged, count, f"converge-{count}")

@@ -143,21 +143,30 @@ class Fleet:
                 return self.result(worker, f"{ident}.json")
         return self.fleet_result(ident)
 
-    def fleet_result(self, ident: str) -> dict[str, Any] | None:
-        """The result of a task this host sent to the fleet (fleet/<id>.json, brought back by the
-        host's relay), with the node that ran it; only a file of the directory's owner counts."""
+    def fleet_file(self, name: str, kind: str) -> dict[str, Any] | None:
+        """A document the host's relay wrote into fleet/: only a file of the directory's owner
+        counts; None when there is none, or when it is refused (said once)."""
         directory = self.root / "fleet"
-        path = directory / f"{ident}.json"
+        path = directory / name
         if not is_real_dir(directory) or not os.path.lexists(path):
             return None
         try:
-            document = read_document(path, "fleet-result", os.lstat(directory).st_uid)
-            result = document["result"]
-            problems = schema.errors(result, schema.load("result"), "result")
-            if problems or result.get("id") != ident:
-                raise Refused("; ".join(problems[:3]) or f"id {result.get('id')!r} does not match the file name")
+            return read_document(path, kind, os.lstat(directory).st_uid)
         except Refused as problem:
             self.refuse(path, str(problem))
+            return None
+
+    def fleet_result(self, ident: str) -> dict[str, Any] | None:
+        """The result of a task this host sent to the fleet (fleet/<id>.json, brought back by the
+        host's relay), with the node that ran it."""
+        document = self.fleet_file(f"{ident}.json", "fleet-result")
+        if document is None:
+            return None
+        result = document["result"]
+        problems = schema.errors(result, schema.load("result"), "result")
+        if problems or result.get("id") != ident:
+            self.refuse(self.root / "fleet" / f"{ident}.json",
+                        "; ".join(problems[:3]) or f"id {result.get('id')!r} does not match the file name")
             return None
         return {**result, "node": document["node"]}
 
@@ -176,17 +185,8 @@ class Fleet:
         return sorted(found, key=lambda result: float(result["finished"]))
 
     def fleet_workers(self) -> dict[str, Any] | None:
-        """Every host's workers (fleet/_workers.json, the host's relay's copy of the fleet's bucket);
-        only a file of the directory's owner counts."""
-        directory = self.root / "fleet"
-        path = directory / VIEW
-        if not is_real_dir(directory) or not os.path.lexists(path):
-            return None
-        try:
-            return read_document(path, "fleet-workers", os.lstat(directory).st_uid)
-        except Refused as problem:
-            self.refuse(path, str(problem))
-            return None
+        """Every host's workers (fleet/_workers.json, the host's relay's copy of the fleet's bucket)."""
+        return self.fleet_file(VIEW, "fleet-workers")
 
     def sent_task(self, worker: str, ident: str) -> dict[str, Any]:
         """Task ident as the dispatcher wrote it into worker's inbox (only the dispatcher writes
