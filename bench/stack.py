@@ -11,7 +11,8 @@
    role wrote), `docker compose up --wait` on the same project;
 2. cold: site.yml on another bare host -> healthy stack (3 workers, offline images as in our
    tests); and the ratio cold / floor; with --pairs N, N floor and cold pairs and their median
-   ratio (the builds alone vary by several seconds from one run to the next);
+   ratio. Hosts done with are stopped and removed at the end: removing one (gigabytes) before a
+   timed run slowed that run's builds by up to 10 s;
 3. for each worker count: a converge to that model, then a warm re-run and a --check run, each
    with its changed count (both must be 0).
 Ansible runs on the host itself, as the README's deploy does (inventories/local: a local
@@ -139,6 +140,7 @@ def floor(scratch: Path, converged: str, bare: str) -> dict[str, float]:
     sh("docker", "exec", bare, "sh", "-c", "tar -C / -xf /bundle.tar && mkdir -p /bench && "
        "cp -a /var/lib/agentfleet/images /bench/images && cp /etc/docker/daemon.json /bench/ && rm -f /etc/docker/daemon.json")
     sh("docker", "cp", str(scratch / "base-trixie.tar"), f"{bare}:/bench/base.tar")
+    sh("sync")  # what the copies above left to write is not the floor's
     result = subprocess.run(["docker", "exec", bare, "bash", "-c", FLOOR], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         sys.exit(f"the floor script failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
@@ -152,7 +154,8 @@ def main() -> None:
     arguments = sys.argv[1:]
     pairs = int(arguments.pop(arguments.index("--pairs") + 1)) if "--pairs" in arguments else 1
     counts = [int(arg) for arg in arguments if arg != "--pairs"] or [3, 30, 100]
-    converged, bare, primer = "agentfleet-bench-stack", "agentfleet-bench-floor", "agentfleet-bench-primer"
+    stack, bare, primer = "agentfleet-bench-stack", "agentfleet-bench-floor", "agentfleet-bench-primer"
+    converged, hosts = stack, [primer]
     scratch = Path(tempfile.mkdtemp(prefix="agentfleet-bench-"))
     sh("docker", "save", "-o", str(scratch / "base-trixie.tar"), "agentfleet-test/debian:trixie")
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", scratch / "ca.pem")
@@ -170,11 +173,18 @@ def main() -> None:
         playbook(scratch, primer, counts[0], "primer")
         ratios = []
         for sample in range(1, pairs + 1):
-            start_host(bare)
-            floor_times = floor(scratch, primer, bare)
-            sh("docker", "rm", "-f", "-v", bare)
+            # Hosts done with are stopped, and removed only at the end: removing one (gigabytes of
+            # images) right before a timed run would slow that run.
+            if sample > 1:
+                sh("docker", "stop", converged)
+            floor_host, converged = f"{bare}-{sample}", f"{stack}-{sample}"
+            hosts += [floor_host, converged]
+            start_host(floor_host)
+            floor_times = floor(scratch, primer, floor_host)
+            sh("docker", "stop", floor_host)
             start_host(converged, scratch)
             install_ansible(converged)
+            sh("sync")
             label = f"cold-{sample}"
             cold = playbook(scratch, converged, counts[0], label)
             ratios.append(cold[0] / floor_times["total"])
@@ -186,9 +196,7 @@ def main() -> None:
             record("  of it: engine / image builds / compose up until healthy",
                    " / ".join(f"{floor_times[step]:.0f} s" for step in ("engine", "builds", "up")), "-")
             record(f"cold / floor (pair {sample})", f"{ratios[-1]:.2f}", "-")
-            if sample < pairs:
-                sh("docker", "rm", "-f", "-v", converged)
-        sh("docker", "rm", "-f", "-v", primer)
+        sh("docker", "stop", primer)
         if pairs > 1:
             record(f"cold / floor, median of {pairs} pairs", f"{statistics.median(ratios):.2f}", "-")
         for count in counts:
@@ -200,7 +208,7 @@ def main() -> None:
             record(f"warm re-run, {count} workers", f"{warm[0]:.1f} s", str(warm[1]))
             record(f"--check, {count} workers", f"{check[0]:.1f} s", str(check[1]))
     finally:
-        for name in (converged, bare, primer):
+        for name in hosts:
             sh("docker", "rm", "-f", "-v", name, check=False)
         print(f"logs (profile_tasks): {scratch}")
     print_table(["run", "wall time", "changed"], rows)
